@@ -1,0 +1,62 @@
+"""Names shared by the exporter, the model repository, the server launcher and the client.
+
+One place for Triton model names, tensor names, label sets and default ports, so the ONNX graph, every
+``config.pbtxt`` and the SDK cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from moe_ids.labels import BINARY_LABELS, FAMILIES
+from moe_ids.schema import EXPERT_LABELS, N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
+
+# Triton models
+ENSEMBLE_MODEL = "moe_ids"
+PREPROCESS_MODEL = "moe_ids_preprocess"
+CLASSIFIER_MODEL = "moe_ids_model"
+
+# Ensemble / preprocess inputs
+INPUT_FEATURES = "FEATURES"  # FP32 [batch, N_FEATURES], NaN = missing
+INPUT_IMPUTATION = "IMPUTATION"  # optional BYTES [batch, 1]: zero | mean | median
+
+# Preprocess outputs == classifier (ONNX graph) inputs
+TABULAR = "TABULAR"
+TEMPORAL = "TEMPORAL"
+MISSING_MASK = "MISSING_MASK"
+
+# Classifier (ONNX graph) outputs == ensemble outputs
+PROBABILITIES = "PROBABILITIES"  # FP32 [batch, 2]: Normal, Attack
+GATING = "GATING"  # FP32 [batch, 2]: tabular, temporal expert weight
+FAMILY_PROBABILITIES = "FAMILY_PROBABILITIES"  # FP32 [batch, len(FAMILIES)]
+PREDICTED_CLASS = "PREDICTED_CLASS"  # INT64 [batch, 1]: index into BINARY_LABELS
+CONFIDENCE = "CONFIDENCE"  # FP32 [batch, 1]: probability of the predicted class
+
+ONNX_INPUTS: tuple[str, ...] = (TABULAR, TEMPORAL, MISSING_MASK)
+ONNX_OUTPUTS: tuple[str, ...] = (PROBABILITIES, GATING, FAMILY_PROBABILITIES, PREDICTED_CLASS, CONFIDENCE)
+
+INPUT_WIDTHS: dict[str, int] = {
+    INPUT_FEATURES: N_FEATURES,
+    TABULAR: len(TABULAR_INDICES),
+    TEMPORAL: len(TEMPORAL_INDICES),
+    MISSING_MASK: N_FEATURES,
+}
+OUTPUT_WIDTHS: dict[str, int] = {
+    PROBABILITIES: len(BINARY_LABELS),
+    GATING: len(EXPERT_LABELS),
+    FAMILY_PROBABILITIES: len(FAMILIES),
+    PREDICTED_CLASS: 1,
+    CONFIDENCE: 1,
+}
+OUTPUT_LABELS: dict[str, tuple[str, ...]] = {
+    PROBABILITIES: BINARY_LABELS,
+    GATING: EXPERT_LABELS,
+    FAMILY_PROBABILITIES: FAMILIES,
+}
+
+# Request priorities (Triton: 1 is the highest). Real-time single flows outrank bulk scoring.
+PRIORITY_REALTIME = 1
+PRIORITY_BULK = 2
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_GRPC_PORT = 8001
+DEFAULT_METRICS_PORT = 8002

@@ -1,0 +1,106 @@
+"""The Mixture-of-Experts detector in PyTorch.
+
+Two experts see disjoint feature groups — the tabular expert sizes, counts and flags, the temporal expert
+durations, inter-arrival times, rates and active/idle periods — each with the missing-feature mask of its
+group. A gating network sees every (imputed, scaled) feature and the full mask and mixes the experts'
+embeddings with a softmax, so when a group is mostly missing the gate can lean on the other expert. Shared
+heads give Normal/Attack and attack-family logits. Each expert is also trained through the heads on its own
+(auxiliary loss), which keeps both competent and the gating weights meaningful to an analyst.
+
+No data-dependent Python control flow: the graph exports to ONNX unchanged for any batch size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from moe_ids.labels import FAMILIES
+from moe_ids.schema import N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
+
+
+@dataclass
+class MoEConfig:
+    """Shapes and widths; stored as model_config.json beside the weights."""
+
+    n_tabular: int = len(TABULAR_INDICES)
+    n_temporal: int = len(TEMPORAL_INDICES)
+    n_features: int = N_FEATURES
+    n_families: int = len(FAMILIES)
+    hidden: int = 192
+    embedding: int = 96
+    gate_hidden: int = 64
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(n_in, hidden),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, hidden),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, n_out),
+        nn.GELU(),
+    )
+
+
+class MixtureOfExperts(nn.Module):
+    """Tabular + temporal experts, softmax gate, binary and family heads."""
+
+    def __init__(self, config: MoEConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or MoEConfig()
+        c = self.config
+        self.register_buffer("tab_idx", torch.tensor(TABULAR_INDICES, dtype=torch.long), persistent=False)
+        self.register_buffer("tmp_idx", torch.tensor(TEMPORAL_INDICES, dtype=torch.long), persistent=False)
+        self.tabular_expert = _mlp(2 * c.n_tabular, c.hidden, c.embedding, c.dropout)
+        self.temporal_expert = _mlp(2 * c.n_temporal, c.hidden, c.embedding, c.dropout)
+        self.gate = nn.Sequential(
+            nn.Linear(c.n_tabular + c.n_temporal + c.n_features, c.gate_hidden),
+            nn.GELU(),
+            nn.Linear(c.gate_hidden, 2),
+        )
+        self.binary_head = nn.Linear(c.embedding, 2)
+        self.family_head = nn.Linear(c.embedding, c.n_families)
+
+    def experts(
+        self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Expert embeddings and gating weights (softmax over the two experts)."""
+        tab_mask = mask.index_select(1, self.tab_idx)
+        tmp_mask = mask.index_select(1, self.tmp_idx)
+        e_tab = self.tabular_expert(torch.cat([tabular, tab_mask], dim=1))
+        e_tmp = self.temporal_expert(torch.cat([temporal, tmp_mask], dim=1))
+        gating = torch.softmax(self.gate(torch.cat([tabular, temporal, mask], dim=1)), dim=1)
+        return e_tab, e_tmp, gating
+
+    def forward_logits(
+        self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Logits of the mixture and of each expert alone (the latter for the auxiliary training loss)."""
+        e_tab, e_tmp, gating = self.experts(tabular, temporal, mask)
+        mixed = gating[:, 0:1] * e_tab + gating[:, 1:2] * e_tmp
+        return {
+            "binary": self.binary_head(mixed),
+            "family": self.family_head(mixed),
+            "binary_tab": self.binary_head(e_tab),
+            "binary_tmp": self.binary_head(e_tmp),
+            "gating": gating,
+        }
+
+    def forward(
+        self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Serving outputs: (Normal/Attack probabilities, gating weights, attack-family probabilities)."""
+        e_tab, e_tmp, gating = self.experts(tabular, temporal, mask)
+        mixed = gating[:, 0:1] * e_tab + gating[:, 1:2] * e_tmp
+        probs = torch.softmax(self.binary_head(mixed), dim=1)
+        family = torch.softmax(self.family_head(mixed), dim=1)
+        return probs, gating, family
