@@ -1,0 +1,121 @@
+"""Export of the trained MoE to an fp32 ONNX graph that is the serving contract.
+
+The graph carries everything a client needs after preprocessing: both softmaxes, the argmax and its
+probability, so Triton (or any ONNX runtime) returns final answers without post-processing code that could
+drift from training. Tensor names come from ``moe_ids.contract``; every axis 0 is dynamic so one graph serves
+batch 1 and batch 1024. The TorchScript-based exporter is used: it is deterministic (byte-identical graphs for
+the same weights) and emits plain Gemm/Erf nodes that every runtime, the INT8 quantiser and TensorRT handle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from moe_ids import artifacts, contract
+from moe_ids.schema import EXPERT_LABELS, FEATURE_NAMES, N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
+
+OPSET = 17
+BATCH_AXIS = "batch"
+
+
+def _serving_module(model):
+    """Wrap the MoE so its forward returns the five contract outputs (softmax, argmax, confidence inside)."""
+    import torch
+
+    class ServingMoE(torch.nn.Module):
+        def __init__(self, moe) -> None:
+            super().__init__()
+            self.moe = moe
+
+        def forward(self, tabular, temporal, missing_mask):
+            probabilities, gating, family = self.moe(tabular, temporal, missing_mask)
+            confidence, predicted = torch.max(probabilities, dim=1, keepdim=True)
+            return probabilities, gating, family, predicted.to(torch.int64), confidence
+
+    return ServingMoE(model).eval()
+
+
+def example_inputs(batch: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shape-correct float32 inputs (standardised-looking values, some rows flagged missing) for tracing."""
+    rng = np.random.default_rng(seed)
+    tab = rng.standard_normal((batch, len(TABULAR_INDICES))).astype(np.float32)
+    tmp = rng.standard_normal((batch, len(TEMPORAL_INDICES))).astype(np.float32)
+    mask = (rng.random((batch, N_FEATURES)) < 0.3).astype(np.float32)
+    return tab, tmp, mask
+
+
+def _metadata(model_dir: Path) -> dict[str, str]:
+    """Key/value pairs stored in the graph's metadata_props, so a lone model.onnx still says what it is."""
+    meta_path = model_dir / artifacts.METADATA
+    meta = artifacts.read_json(meta_path) if meta_path.exists() else {}
+    props = {
+        "model_name": str(meta.get("model_name", contract.ENSEMBLE_MODEL)),
+        "model_version": str(meta.get("model_version", "unknown")),
+        "trained_at": str(meta.get("trained_at", "")),
+        "training_data_sha256": str(meta.get("training_data", {}).get("sha256", "")),
+        "feature_names": json.dumps(list(FEATURE_NAMES)),
+        "tabular_features": json.dumps([FEATURE_NAMES[i] for i in TABULAR_INDICES]),
+        "temporal_features": json.dumps([FEATURE_NAMES[i] for i in TEMPORAL_INDICES]),
+        "binary_labels": json.dumps(list(contract.OUTPUT_LABELS[contract.PROBABILITIES])),
+        "family_labels": json.dumps(list(contract.OUTPUT_LABELS[contract.FAMILY_PROBABILITIES])),
+        "expert_labels": json.dumps(list(EXPERT_LABELS)),
+        "missing_value": "NaN before preprocessing; MISSING_MASK=1 after",
+    }
+    return props
+
+
+def export_onnx(model_dir: Path, output: Path | None = None, opset: int = OPSET) -> Path:
+    """Write ``model_dir/model.onnx`` from the artifact's weights; returns its path. Checked by onnx.checker."""
+    import onnx
+    import torch
+
+    model_dir = Path(model_dir)
+    output = Path(output) if output is not None else model_dir / artifacts.ONNX_FP32
+    module = _serving_module(artifacts.load_model(model_dir))
+    inputs = tuple(torch.from_numpy(a) for a in example_inputs())
+    dynamic_axes = {name: {0: BATCH_AXIS} for name in (*contract.ONNX_INPUTS, *contract.ONNX_OUTPUTS)}
+    tmp = output.with_suffix(".onnx.tmp")
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            inputs,
+            str(tmp),
+            input_names=list(contract.ONNX_INPUTS),
+            output_names=list(contract.ONNX_OUTPUTS),
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    graph = onnx.load(str(tmp))
+    graph.producer_name = "moe-ids"
+    graph.doc_string = "Mixture-of-Experts intrusion detector (CIC-IDS2017 flow features)"
+    del graph.metadata_props[:]
+    for key, value in _metadata(model_dir).items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(graph, full_check=True)
+    onnx.save(graph, str(tmp))
+    tmp.replace(output)
+    return output
+
+
+def check_contract(path: Path) -> None:
+    """Raise unless the graph's inputs/outputs are exactly the contract's names, dtypes and dynamic batch."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    names_in = tuple(i.name for i in graph.input)
+    names_out = tuple(o.name for o in graph.output)
+    if names_in != contract.ONNX_INPUTS or names_out != contract.ONNX_OUTPUTS:
+        raise ValueError(f"{path}: tensors {names_in} -> {names_out} differ from the contract "
+                         f"{contract.ONNX_INPUTS} -> {contract.ONNX_OUTPUTS}")
+    widths = {**contract.INPUT_WIDTHS, **contract.OUTPUT_WIDTHS}
+    for value in (*graph.input, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != 2 or dims[0].dim_param == "" or dims[1].dim_value != widths[value.name]:
+            raise ValueError(f"{path}: {value.name} has shape {[d.dim_param or d.dim_value for d in dims]}, "
+                             f"expected [{BATCH_AXIS}, {widths[value.name]}]")
