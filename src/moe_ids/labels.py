@@ -31,7 +31,8 @@ _NORMAL = {"benign", "normal", "0"}
 def clean_label(raw: object) -> str:
     """Canonical spelling of a raw label: stripped, dashes unified, known variants merged."""
     text = str(raw).strip()
-    text = re.sub(r"\s*[\u2013\u2014\ufffd\x96-]+\s*", " - ", text)
+    text = re.sub(r"[\u2013\u2014\ufffd\x96]", "-", text)
+    text = re.sub(r"\s+-\s*|\s*-\s+", " - ", text)
     text = re.sub(r"\s+", " ", text)
     low = text.lower()
     if low in _NORMAL:

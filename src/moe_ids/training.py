@@ -26,7 +26,7 @@ from moe_ids.corpus import Corpus, indices_digest, load_corpus, split_indices
 from moe_ids.labels import FAMILIES
 from moe_ids.metrics import binary_report
 from moe_ids.model import MixtureOfExperts, MoEConfig
-from moe_ids.preprocessing import STRATEGIES, Preprocessor, PreprocessingStats
+from moe_ids.preprocessing import STRATEGIES, PreprocessingStats, Preprocessor
 from moe_ids.schema import FEATURE_NAMES, N_FEATURES
 
 MODEL_VERSION = "1.0.0"
@@ -47,6 +47,7 @@ class TrainConfig:
     family_weight: float = 0.5
     balance_weight: float = 0.01
     threads: int = 2
+    label_balance_power: float = 0.5  # per-raw-label sample weight (n/count)^power: rare attacks count more
 
 
 def drop_features(x: np.ndarray, fraction: float | np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -86,8 +87,18 @@ def predict_numpy(model: MixtureOfExperts, pre: Preprocessor, x: np.ndarray,
 
 def _class_weights(y: np.ndarray, n_classes: int, power: float) -> torch.Tensor:
     counts = np.bincount(y[y >= 0], minlength=n_classes).astype(np.float64)
+    if not counts.any():
+        return torch.ones(n_classes)
     w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1) / n_classes) ** power, 0.0)
     return torch.tensor(w / w[counts > 0].mean(), dtype=torch.float32)
+
+
+def _label_weights(labels: np.ndarray, power: float) -> np.ndarray:
+    """Per-row weights that lift rare raw labels (Heartbleed, web attacks) without drowning common ones."""
+    uniq, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    w = (len(labels) / (len(uniq) * counts)) ** power
+    w = w[inverse]
+    return (w / w.mean()).astype(np.float32)
 
 
 def _validate(model: MixtureOfExperts, pre: Preprocessor, val: Corpus, seed: int) -> dict[str, float]:
@@ -122,7 +133,14 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
     model = MixtureOfExperts(MoEConfig())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    bin_loss = nn.CrossEntropyLoss(weight=_class_weights(train_set.binary, 2, 1.0))
+    bin_weights = _class_weights(train_set.binary, 2, 1.0)
+    bin_loss_raw = nn.CrossEntropyLoss(weight=bin_weights, reduction="none")
+    sample_w = torch.from_numpy(_label_weights(train_set.labels, cfg.label_balance_power))
+
+    def bin_loss(logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        w = sample_w[rows]
+        return (bin_loss_raw(logits, target) * w).sum() / (bin_weights[target] * w).sum()
+
     fam_loss = nn.CrossEntropyLoss(weight=_class_weights(train_set.family, len(FAMILIES), 0.5),
                                    ignore_index=-1)
     y_bin = torch.from_numpy(train_set.binary)
@@ -143,17 +161,17 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
         for start in range(0, n, cfg.batch_size):
             b = perm[start:start + cfg.batch_size]
             out = model.forward_logits(tab[b], tmp[b], mask[b])
-            loss = bin_loss(out["binary"], y_bin[b])
+            loss = bin_loss(out["binary"], y_bin[b], b)
             if (y_fam[b] >= 0).any():
                 loss = loss + cfg.family_weight * fam_loss(out["family"], y_fam[b])
-            loss = loss + cfg.aux_weight * (bin_loss(out["binary_tab"], y_bin[b])
-                                            + bin_loss(out["binary_tmp"], y_bin[b]))
+            loss = loss + cfg.aux_weight * (bin_loss(out["binary_tab"], y_bin[b], b)
+                                            + bin_loss(out["binary_tmp"], y_bin[b], b))
             usage = out["gating"].mean(0)
             loss = loss + cfg.balance_weight * torch.sum(usage * torch.log(usage * 2 + 1e-9))
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += float(loss.detach()) * len(b)
         sched.step()
         scores = _validate(model, pre, val_set, cfg.seed)
         history.append({"epoch": epoch + 1, "loss": total / n, **scores})
