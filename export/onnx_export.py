@@ -21,7 +21,7 @@ OPSET = 17
 BATCH_AXIS = "batch"
 
 
-def _serving_module(model):
+def serving_module(model):
     """Wrap the MoE so its forward returns the five contract outputs (softmax, argmax, confidence inside)."""
     import torch
 
@@ -74,7 +74,7 @@ def export_onnx(model_dir: Path, output: Path | None = None, opset: int = OPSET)
 
     model_dir = Path(model_dir)
     output = Path(output) if output is not None else model_dir / artifacts.ONNX_FP32
-    module = _serving_module(artifacts.load_model(model_dir))
+    module = serving_module(artifacts.load_model(model_dir))
     inputs = tuple(torch.from_numpy(a) for a in example_inputs())
     dynamic_axes = {name: {0: BATCH_AXIS} for name in (*contract.ONNX_INPUTS, *contract.ONNX_OUTPUTS)}
     tmp = output.with_suffix(".onnx.tmp")

@@ -1,0 +1,133 @@
+"""The whole export of one artifact directory: fp32 ONNX, INT8 ONNX, TensorRT plan, checks and a report.
+
+Every file written is verified against PyTorch before the report calls it good; a failed check raises and
+leaves ``export_report.json`` saying which check failed, so ``make model`` stops instead of serving a model
+that disagrees with the one that was evaluated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from moe_ids import artifacts
+from moe_ids.contract import PREDICTED_CLASS
+from moe_ids.export import onnx_export, quantize, tensorrt_engine, verify
+from moe_ids.metrics import binary_report
+
+REPORT = "export_report.json"
+TENSORRT_MODES = ("auto", "require", "skip")
+BENCH_SECONDS = 4.0
+
+
+def _file_info(path: Path) -> dict:
+    return {"path": path.name, "bytes": path.stat().st_size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def run_export(model_dir: Path, int8: bool = True, tensorrt: str = "auto",
+               max_batch_size: int = tensorrt_engine.DEFAULT_MAX_BATCH, bench_seconds: float = BENCH_SECONDS,
+               log: Callable[[str], None] = print) -> dict:
+    """Export and verify everything for ``model_dir``; returns the report (also written to export_report.json).
+
+    ``tensorrt``: ``auto`` builds when TensorRT and a GPU exist and records why not otherwise, ``require``
+    raises in that case, ``skip`` does not try. ``bench_seconds`` 0 leaves out the throughput comparison.
+    """
+    if tensorrt not in TENSORRT_MODES:
+        raise ValueError(f"tensorrt: expected one of {', '.join(TENSORRT_MODES)}, got {tensorrt!r}")
+    model_dir = Path(model_dir)
+    started = time.time()
+    meta = artifacts.read_json(model_dir / artifacts.METADATA)
+    report: dict = {
+        "model_name": meta.get("model_name"),
+        "model_version": meta.get("model_version"),
+        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "status": "failed",
+    }
+    report_path = model_dir / REPORT
+    try:
+        _export_and_check(model_dir, report, int8, tensorrt, max_batch_size, bench_seconds, log)
+        report["status"] = "passed"
+    except Exception as exc:
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        report["seconds"] = round(time.time() - started, 1)
+        artifacts.write_json(report_path, report)
+    return report
+
+
+def _export_and_check(model_dir: Path, report: dict, int8: bool, tensorrt: str, max_batch_size: int,
+                      bench_seconds: float, log: Callable[[str], None]) -> None:
+    fp32_path = onnx_export.export_onnx(model_dir)
+    onnx_export.check_contract(fp32_path)
+    report["onnx_fp32"] = {**_file_info(fp32_path), "opset": onnx_export.OPSET}
+    log(f"wrote {fp32_path} (opset {onnx_export.OPSET}, dynamic batch)")
+
+    held = verify.held_out_flows(model_dir)
+    report["held_out"] = held.description
+    reference = verify.torch_outputs(model_dir, held)
+    fp32_out = verify.onnx_outputs(fp32_path, held)
+    report["fp32_check"] = verify.verify_fp32(model_dir, fp32_path, held, reference=reference)
+    report["fp32_check"]["macro_f1"] = binary_report(held.binary, fp32_out[PREDICTED_CLASS].reshape(-1))["macro_f1"]
+    log(f"fp32 vs PyTorch on {len(held)} held-out flows: max abs diff "
+        f"{report['fp32_check']['max_abs_diff_overall']:.2e} (tolerance {verify.FP32_TOLERANCE:g}); "
+        f"macro-F1 {report['fp32_check']['macro_f1']:.4f}")
+
+    int8_path = model_dir / artifacts.ONNX_INT8
+    if int8:
+        integer_ops = quantize.quantize_int8(fp32_path, int8_path)
+        report["onnx_int8"] = {**_file_info(int8_path), "integer_ops": integer_ops,
+                               "weight_type": quantize.WEIGHT_TYPE}
+        check = verify.verify_int8(fp32_path, int8_path, held, fp32=fp32_out)
+        report["int8_check"] = check
+        log(f"wrote {int8_path} ({', '.join(f'{n} {op}' for op, n in integer_ops.items())})")
+        log(f"int8 vs fp32: macro-F1 {check['macro_f1_int8']:.4f} vs {check['macro_f1_fp32']:.4f} "
+            f"(delta {check['macro_f1_delta']:+.4f}, tolerance {check['tolerance']}), "
+            f"agreement {check['agreement']:.2%}")
+    else:
+        report["onnx_int8"] = {"skipped": "--skip-int8"}
+
+    report["tensorrt"] = _tensorrt(model_dir, fp32_path, held, reference, tensorrt, max_batch_size, log)
+
+    if bench_seconds > 0:
+        from moe_ids.export.throughput import compare_throughput
+
+        paths = {"fp32": fp32_path, **({"int8": int8_path} if int8 else {})}
+        rates = compare_throughput(paths, held.inputs, batch=1024, seconds=bench_seconds)
+        bench = {"batch": 1024, "threads": 2, "flows_per_s": {k: round(v) for k, v in rates.items()}}
+        if "int8" in rates:
+            bench["int8_speedup"] = round(rates["int8"] / rates["fp32"], 2)
+        report["throughput"] = bench
+        log("in-process ONNX Runtime, batch 1024, 2 threads: "
+            + ", ".join(f"{k} {v:,.0f} flows/s" for k, v in rates.items())
+            + (f"; int8/fp32 {bench['int8_speedup']:.2f}x" if "int8_speedup" in bench else ""))
+
+
+def _tensorrt(model_dir: Path, fp32_path: Path, held: verify.HeldOut, reference: dict, mode: str,
+              max_batch_size: int, log: Callable[[str], None]) -> dict:
+    if mode == "skip":
+        log("skipped TensorRT engine: --tensorrt skip")
+        return {"built": False, "reason": "skipped TensorRT engine: --tensorrt skip"}
+    result = tensorrt_engine.build_engine(fp32_path, model_dir / artifacts.TRT_PLAN, max_batch_size=max_batch_size)
+    out = result.to_dict()
+    if not result.built:
+        log(result.reason)
+        if mode == "require":
+            raise RuntimeError(result.reason)
+        return out
+    log(f"wrote {result.path} (TensorRT {result.tensorrt_version}, FP16, batch 1..{max_batch_size}) "
+        f"in {result.seconds} s")
+    try:
+        out["check"] = verify.verify_tensorrt(Path(result.path), held, reference)
+        log(f"TensorRT FP16 vs PyTorch: macro-F1 {out['check']['macro_f1_tensorrt_fp16']:.4f} vs "
+            f"{out['check']['macro_f1_fp32']:.4f}, agreement {out['check']['agreement']:.2%}")
+    except RuntimeError as exc:
+        if isinstance(exc, verify.VerificationError) or mode == "require":
+            raise
+        out["check"] = {"skipped": str(exc)}
+        log(f"TensorRT plan not checked: {exc}")
+    return out

@@ -1,0 +1,183 @@
+"""Checks of every exported model against the trained PyTorch model, on real held-out flows.
+
+The held-out flows are the test split training never saw (recomputed from the corpus and the split seed in
+metadata.json, and checked against the stored digest of its indices), once as recorded and once with half of
+each flow's features removed, imputed with all three strategies — the inputs serving will actually get.
+
+Acceptance: the fp32 graph matches PyTorch within 1e-5 on every output; the INT8 graph's binary macro-F1 is
+within 0.002 of fp32's. A failed check raises ``VerificationError``; callers exit non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from moe_ids import artifacts, contract
+from moe_ids.metrics import binary_report
+from moe_ids.onnx_runtime import make_session, run_onnx
+from moe_ids.preprocessing import STRATEGIES, Preprocessor
+
+FP32_TOLERANCE = 1e-5
+INT8_F1_TOLERANCE = 0.002
+HELD_OUT_MISSING = (0.0, 0.5)
+MISSING_SEED = 2017
+BATCH = 4096
+
+
+class VerificationError(RuntimeError):
+    """An exported model disagrees with PyTorch beyond the acceptance tolerance."""
+
+
+@dataclass
+class HeldOut:
+    """Held-out flows preprocessed for the graph, with their labels."""
+
+    tabular: np.ndarray
+    temporal: np.ndarray
+    mask: np.ndarray
+    binary: np.ndarray
+    description: dict = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.tabular, self.temporal, self.mask
+
+    def __len__(self) -> int:
+        return len(self.binary)
+
+
+def held_out_flows(model_dir: Path, missing: tuple[float, ...] = HELD_OUT_MISSING,
+                   limit: int | None = None) -> HeldOut:
+    """The artifact's test split through its own Preprocessor, once per missing fraction.
+
+    Imputation strategies cycle per row (zero, mean, median) so every path of the preprocessing is covered.
+    ``limit`` takes the first rows of the test split only (for quick checks).
+    """
+    from moe_ids.corpus import indices_digest, load_corpus, split_indices
+    from moe_ids.training import drop_features
+
+    model_dir = Path(model_dir)
+    meta = artifacts.read_json(model_dir / artifacts.METADATA)
+    data = meta["training_data"]
+    corpus = load_corpus()
+    test_idx = split_indices(corpus, int(data["split_seed"]))["test"]
+    if corpus.data_hash != data.get("sha256") or indices_digest(test_idx) != data.get("test_indices_digest"):
+        raise VerificationError(
+            f"{model_dir}: the model was trained on other data than the bundled corpus (data hash or test-split "
+            "digest differs), so its held-out flows cannot be recomputed here")
+    test = corpus.subset(test_idx[:limit] if limit else test_idx)
+    pre = Preprocessor(artifacts.load_stats(model_dir))
+    rng = np.random.default_rng(MISSING_SEED)
+    parts, labels = [], []
+    for frac in missing:
+        x = drop_features(test.features, frac, rng) if frac else test.features
+        parts.append(x)
+        labels.append(test.binary)
+    x = np.concatenate(parts)
+    codes = np.arange(len(x)) % len(STRATEGIES)
+    tab, tmp, mask = pre.transform(x, codes)
+    described = {
+        "split": "test",
+        "split_seed": int(data["split_seed"]),
+        "test_flows": int(len(test.binary)),
+        "missing_fractions": list(missing),
+        "flows": int(len(x)),
+        "flows_with_missing_features": int((mask.sum(1) > 0).sum()),
+        "imputation": "per row cycling " + "/".join(STRATEGIES),
+    }
+    return HeldOut(tab, tmp, mask, np.concatenate(labels), described)
+
+
+def torch_outputs(model_dir: Path, held: HeldOut) -> dict[str, np.ndarray]:
+    """Contract outputs of the PyTorch model (through the same wrapper that is exported)."""
+    import torch
+
+    from moe_ids.export.onnx_export import serving_module
+
+    module = serving_module(artifacts.load_model(model_dir))
+    outs: dict[str, list[np.ndarray]] = {name: [] for name in contract.ONNX_OUTPUTS}
+    with torch.no_grad():
+        for s in range(0, len(held), BATCH):
+            values = module(*(torch.from_numpy(a[s:s + BATCH]) for a in held.inputs))
+            for name, v in zip(contract.ONNX_OUTPUTS, values, strict=True):
+                outs[name].append(v.numpy())
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def onnx_outputs(path: Path, held: HeldOut, threads: int = 2) -> dict[str, np.ndarray]:
+    session = make_session(path, threads=threads)
+    outs: dict[str, list[np.ndarray]] = {name: [] for name in contract.ONNX_OUTPUTS}
+    for s in range(0, len(held), BATCH):
+        for name, v in run_onnx(session, *(a[s:s + BATCH] for a in held.inputs)).items():
+            outs[name].append(v)
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def compare_outputs(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> dict[str, float]:
+    """Max abs difference of each output (PREDICTED_CLASS: 0 or 1, i.e. whether any argmax differs)."""
+    out = {}
+    for name in contract.ONNX_OUTPUTS:
+        ref, cand = reference[name], candidate[name]
+        if ref.shape != cand.shape:
+            raise VerificationError(f"{name}: shape {cand.shape} differs from PyTorch's {ref.shape}")
+        out[name] = float(np.max(np.abs(ref.astype(np.float64) - cand.astype(np.float64)))) if ref.size else 0.0
+    return out
+
+
+def verify_fp32(model_dir: Path, onnx_path: Path, held: HeldOut,
+                reference: dict[str, np.ndarray] | None = None, tolerance: float = FP32_TOLERANCE) -> dict:
+    """fp32 ONNX vs PyTorch on every output; raises VerificationError beyond ``tolerance``."""
+    reference = reference if reference is not None else torch_outputs(model_dir, held)
+    diffs = compare_outputs(reference, onnx_outputs(onnx_path, held))
+    result = {"flows": len(held), "max_abs_diff": diffs, "max_abs_diff_overall": max(diffs.values()),
+              "tolerance": tolerance, "passed": max(diffs.values()) <= tolerance}
+    if not result["passed"]:
+        worst = max(diffs, key=diffs.get)
+        raise VerificationError(f"{onnx_path.name}: {worst} differs from PyTorch by {diffs[worst]:.3g} "
+                                f"(tolerance {tolerance:g}); all: {diffs}")
+    return result
+
+
+def f1_comparison(held: HeldOut, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
+                  tolerance: float, name: str) -> dict:
+    """Binary macro-F1 of reference and candidate on the held-out labels, and how often they agree."""
+    ref_pred = reference[contract.PREDICTED_CLASS].reshape(-1)
+    cand_pred = candidate[contract.PREDICTED_CLASS].reshape(-1)
+    f1_ref = binary_report(held.binary, ref_pred)["macro_f1"]
+    f1_cand = binary_report(held.binary, cand_pred)["macro_f1"]
+    result = {
+        "flows": len(held),
+        "macro_f1_fp32": f1_ref,
+        f"macro_f1_{name}": f1_cand,
+        "macro_f1_delta": f1_cand - f1_ref,
+        "agreement": float(np.mean(ref_pred == cand_pred)),
+        "max_abs_diff_probabilities": float(np.max(np.abs(reference[contract.PROBABILITIES]
+                                                          - candidate[contract.PROBABILITIES]))),
+        "tolerance": tolerance,
+        "passed": abs(f1_cand - f1_ref) <= tolerance,
+    }
+    if not result["passed"]:
+        raise VerificationError(f"{name}: binary macro-F1 {f1_cand:.4f} vs fp32 {f1_ref:.4f} on {len(held)} "
+                                f"held-out flows; difference exceeds {tolerance}")
+    return result
+
+
+def verify_int8(fp32_path: Path, int8_path: Path, held: HeldOut,
+                fp32: dict[str, np.ndarray] | None = None, tolerance: float = INT8_F1_TOLERANCE) -> dict:
+    """INT8 vs fp32 ONNX binary macro-F1 on held-out flows; raises VerificationError beyond ``tolerance``."""
+    fp32 = fp32 if fp32 is not None else onnx_outputs(fp32_path, held)
+    return f1_comparison(held, fp32, onnx_outputs(int8_path, held), tolerance, "int8")
+
+
+def verify_tensorrt(plan_path: Path, held: HeldOut, reference: dict[str, np.ndarray],
+                    tolerance: float = INT8_F1_TOLERANCE) -> dict:
+    """FP16 TensorRT plan vs PyTorch: max abs differences (reported) and binary macro-F1 (checked)."""
+    from moe_ids.export.tensorrt_engine import run_plan
+
+    plan = run_plan(plan_path, *held.inputs)
+    result = f1_comparison(held, reference, plan, tolerance, "tensorrt_fp16")
+    result["max_abs_diff"] = compare_outputs(reference, plan)
+    return result
