@@ -1,0 +1,54 @@
+"""``moe-ids repository``: generate the Triton model repository (ensemble + preprocess + classifier)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from moe_ids.serving.repository import TARGETS, RepositoryOptions
+
+    d = RepositoryOptions()
+    p = sub.add_parser("repository", help="generate the Triton model repository for a target")
+    p.add_argument("--target", choices=TARGETS, default="cpu",
+                   help="cpu: ONNX Runtime in a Python-backend model; gpu-onnx: Triton's onnxruntime backend "
+                        "on GPU; gpu-trt: a TensorRT plan")
+    p.add_argument("--model-dir", type=Path, default=None, help="model artifacts (default: models/default)")
+    p.add_argument("--output", type=Path, default=None, help="repository directory (default: build/repository-TARGET)")
+    p.add_argument("--instances", type=int, default=d.instances, help="instances of each composing model")
+    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size)
+    p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads per classifier instance")
+    p.add_argument("--max-queue-delay-us", type=int, default=d.max_queue_delay_us)
+    p.add_argument("--tensorrt-accelerator", action="store_true",
+                   help="gpu-onnx: enable the TensorRT execution accelerator (FP16)")
+    p.add_argument("--text-only", action="store_true",
+                   help="write only the text files (configs, shims, labels), as committed in model_repository/")
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace, model_dir: Path):
+    from moe_ids.serving.repository import options_for_model
+
+    return options_for_model(model_dir, target=args.target, instances=args.instances,
+                             max_batch_size=args.max_batch_size, threads=args.threads,
+                             max_queue_delay_us=args.max_queue_delay_us,
+                             tensorrt_accelerator=args.tensorrt_accelerator)
+
+
+def run(args: argparse.Namespace) -> int:
+    from moe_ids.artifacts import default_model_dir, project_root
+    from moe_ids.serving.repository import build_repository, render_repository
+
+    model_dir = args.model_dir or default_model_dir()
+    output = args.output or project_root() / "build" / f"repository-{args.target}"
+    opts = options_from_args(args, model_dir)
+    if args.text_only:
+        for rel, text in render_repository(opts).items():
+            path = output / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    else:
+        build_repository(model_dir, output, opts)
+    print(f"wrote {args.target} repository to {output}")
+    return 0

@@ -1,0 +1,89 @@
+"""``moe-ids serve``: train/export the default model if needed, build the cpu repository, run tritonserver.
+
+Endpoints bind to 127.0.0.1. A watchdog restarts the server if it dies (at most 3 times in 5 minutes);
+Ctrl-C or SIGTERM shuts it down cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from moe_ids import contract
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from moe_ids.serving.repository import TARGETS
+
+    p = sub.add_parser("serve", help="serve the model with a local tritonserver (127.0.0.1)")
+    p.add_argument("--http-port", type=int, default=contract.DEFAULT_HTTP_PORT)
+    p.add_argument("--grpc-port", type=int, default=contract.DEFAULT_GRPC_PORT)
+    p.add_argument("--metrics-port", type=int, default=contract.DEFAULT_METRICS_PORT)
+    p.add_argument("--target", choices=TARGETS, default="cpu",
+                   help="repository target; the bundled tritonserver runs only cpu (gpu targets need NVIDIA's "
+                        "container: build them with `moe-ids repository`)")
+    p.add_argument("--model-dir", type=Path, default=None, help="model artifacts (default: models/default)")
+    p.add_argument("--repository", type=Path, default=None,
+                   help="where to generate the repository (default: build/serve-repository)")
+    p.add_argument("--instances", type=int, default=None, help="instances of each composing model")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per classifier instance")
+    p.add_argument("--max-restarts", type=int, default=3, help="watchdog restarts allowed within 5 minutes")
+    p.set_defaults(func=run)
+
+
+def example_request(path: Path) -> Path:
+    """A KServe v2 JSON request holding one real flow of the bundled data (NaN for missing values)."""
+    import numpy as np
+
+    from moe_ids.data import default_training_csv, load_flows
+
+    features = load_flows(default_training_csv()).features.to_numpy(np.float64)[:200]
+    row = features[np.isfinite(features).all(axis=1).argmax()]
+    body = {"inputs": [{"name": contract.INPUT_FEATURES, "shape": [1, len(row)], "datatype": "FP32",
+                        "data": [float(v) for v in row]}],
+            "outputs": [{"name": contract.PROBABILITIES, "parameters": {"classification": 2}},
+                        {"name": contract.PREDICTED_CLASS}, {"name": contract.CONFIDENCE}]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body))
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from moe_ids.artifacts import project_root
+    from moe_ids.serving.bootstrap import ensure_model
+    from moe_ids.serving.repository import build_repository, options_for_model
+    from moe_ids.serving.server import ServerError, TritonServer
+    from moe_ids.serving.supervisor import Supervisor
+
+    if args.target != "cpu":
+        print(f"--target {args.target}: the bundled tritonserver has no onnxruntime/TensorRT backend; "
+              "generate the repository with `moe-ids repository --target ...` and serve it in NVIDIA's container")
+        return 2
+    model_dir = ensure_model(args.model_dir)
+    build = project_root() / "build"
+    repository = args.repository or build / "serve-repository"
+    overrides = {k: getattr(args, k) for k in ("instances", "threads") if getattr(args, k) is not None}
+    build_repository(model_dir, repository, options_for_model(model_dir, **overrides))
+    server = TritonServer(repository, http_port=args.http_port, grpc_port=args.grpc_port,
+                          metrics_port=args.metrics_port, log_path=build / "tritonserver.log")
+    supervisor = Supervisor(server, max_restarts=args.max_restarts)
+    supervisor.install_signal_handlers()
+    try:
+        server.start()
+    except ServerError as exc:
+        print(exc)
+        return 1
+    request = example_request(build / "example_request.json")
+    print(f"tritonserver {server.pid} ready, serving {repository}\n"
+          f"  HTTP    http://{server.http_url}   (KServe v2)\n"
+          f"  gRPC    {server.grpc_url}\n"
+          f"  metrics http://{server.metrics_url}/metrics\n"
+          f"  log     {server.log_path}\n"
+          f"models: {contract.ENSEMBLE_MODEL} (FEATURES [-1,{contract.INPUT_WIDTHS[contract.INPUT_FEATURES]}] FP32, "
+          f"NaN = missing; optional IMPUTATION [-1,1] BYTES zero|mean|median), "
+          f"{contract.PREPROCESS_MODEL}, {contract.CLASSIFIER_MODEL}\n"
+          f"example (one real flow):\n"
+          f"  curl -s http://{server.http_url}/v2/models/{contract.ENSEMBLE_MODEL}/infer -d @{request}\n"
+          f"Ctrl-C to stop.", flush=True)
+    return supervisor.run()

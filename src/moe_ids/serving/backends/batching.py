@@ -1,0 +1,36 @@
+"""Request gathering shared by the Python-backend models: many requests in, one vectorised call, split back.
+
+Triton's dynamic batcher hands a Python model a list of requests; calling the model once per request would
+throw the batching away. These helpers concatenate the rows of every valid request, remember where each
+request's rows are, and slice outputs back. Pure numpy, so they are unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def row_offsets(sizes: Sequence[int]) -> np.ndarray:
+    """Start offsets of each request's rows in the concatenated batch, plus the total at the end."""
+    offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return offsets
+
+
+def concat(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """One array of all parts; no copy for the common single-request execution."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+
+def split(array: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """Row slices of ``array`` per request (views, no copies)."""
+    return [array[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def invalid_argument(pb_utils, message: str):
+    """An error response Triton reports as a client error (HTTP 400 / gRPC INVALID_ARGUMENT), not a crash."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+    return pb_utils.InferenceResponse(error=error)

@@ -1,0 +1,82 @@
+"""``moe_ids_model`` on CPU: the exported ONNX graph run by ONNX Runtime inside a Triton Python-backend model.
+
+The Triton build available without containers has no onnxruntime backend, so the classifier step hosts an
+``onnxruntime.InferenceSession`` (``moe_ids.onnx_runtime.make_session``: no thread spinning) and runs it once
+per execution over the rows of every request the dynamic batcher grouped. On GPU targets Triton's native
+onnxruntime or TensorRT backend takes this model's place with the same tensor names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from moe_ids.contract import INPUT_WIDTHS, MISSING_MASK, ONNX_INPUTS, ONNX_OUTPUTS, TABULAR, TEMPORAL
+from moe_ids.onnx_runtime import make_session, run_onnx
+from moe_ids.serving.backends.batching import concat, invalid_argument, row_offsets, split
+
+
+def check_input(name: str, array: np.ndarray) -> np.ndarray:
+    """The array as float32 [n, width]; ValueError naming the tensor and the problem otherwise."""
+    width = INPUT_WIDTHS[name]
+    if array.dtype != np.float32:
+        raise ValueError(f"{name}: expected FP32, got dtype {array.dtype}")
+    if array.ndim != 2 or array.shape[1] != width:
+        raise ValueError(f"{name}: expected shape [batch, {width}], got {list(array.shape)}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name}: empty batch (0 flows)")
+    return array
+
+
+class TritonPythonModel:
+    """Triton entry point (the model.py shim imports this class)."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        import triton_python_backend_utils as pb_utils
+
+        self.pb = pb_utils
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        version_dir = Path(args["model_repository"]) / str(args["model_version"])
+        threads = int(params.get("onnx_intra_op_threads", "1"))
+        self.session = make_session(version_dir / params.get("onnx_file", "model.onnx"), threads=threads)
+
+    def _read(self, request) -> tuple[np.ndarray, ...]:
+        arrays = []
+        for name in ONNX_INPUTS:
+            tensor = self.pb.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                raise ValueError(f"{name}: missing input")
+            arrays.append(check_input(name, tensor.as_numpy()))
+        if len({a.shape[0] for a in arrays}) != 1:
+            raise ValueError(f"{', '.join(ONNX_INPUTS)}: batch sizes differ {[a.shape[0] for a in arrays]}")
+        return tuple(arrays)
+
+    def execute(self, requests: list) -> list:
+        pb = self.pb
+        responses: list = [None] * len(requests)
+        good, rows = [], []
+        for i, request in enumerate(requests):
+            try:
+                rows.append(self._read(request))
+                good.append(i)
+            except ValueError as exc:
+                responses[i] = invalid_argument(pb, str(exc))
+        if not good:
+            return responses
+        tabular, temporal, mask = (concat([r[k] for r in rows]) for k in range(3))
+        try:
+            outputs = run_onnx(self.session, tabular, temporal, mask)
+        except Exception as exc:  # noqa: BLE001 - any runtime failure is reported to every caller of the batch
+            for i in good:
+                responses[i] = pb.InferenceResponse(error=pb.TritonError(f"{TABULAR}/{TEMPORAL}/{MISSING_MASK}: "
+                                                                         f"ONNX Runtime failed: {exc}"))
+            return responses
+        offsets = row_offsets([r[0].shape[0] for r in rows])
+        per_output = {name: split(outputs[name], offsets) for name in ONNX_OUTPUTS}
+        for k, i in enumerate(good):
+            responses[i] = pb.InferenceResponse(
+                output_tensors=[pb.Tensor(name, per_output[name][k]) for name in ONNX_OUTPUTS])
+        return responses

@@ -1,0 +1,119 @@
+"""``moe_ids_preprocess``: Triton Python-backend model that imputes, scales and splits raw flow features.
+
+It calls ``moe_ids.preprocessing.Preprocessor`` — the code training used — once per execution over the rows of
+all requests Triton batched together, each row carrying its request's imputation strategy. The strategy comes
+from the optional ``IMPUTATION`` input ([batch, 1] BYTES, one value per flow, or [1, 1] for the whole request;
+Triton 2.51 ensembles pass optional inputs through), else from the request parameter ``imputation``, else from
+the model's ``default_imputation`` config parameter. A bad request gets an error response naming the field and
+the problem; the other requests of the execution are still answered.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moe_ids.contract import INPUT_FEATURES, INPUT_IMPUTATION, MISSING_MASK, TABULAR, TEMPORAL
+from moe_ids.preprocessing import (
+    PreprocessingError,
+    PreprocessingStats,
+    Preprocessor,
+    strategy_code,
+    validate_features,
+)
+from moe_ids.serving.backends.batching import concat, invalid_argument, row_offsets, split
+
+PARAMETER_IMPUTATION = "imputation"  # request parameter alternative to the IMPUTATION tensor
+
+
+def request_codes(imputation: np.ndarray | None, parameter: Any, n_rows: int, default_code: int) -> int | np.ndarray:
+    """Imputation code(s) of one request: a scalar when uniform, else one code per row."""
+    if imputation is None:
+        return default_code if parameter is None else strategy_code(str(parameter))
+    values = np.asarray(imputation)
+    if values.ndim != 2 or values.shape[1] != 1:
+        raise PreprocessingError(f"{INPUT_IMPUTATION}: expected shape [batch, 1], got {list(values.shape)}")
+    flat = values.reshape(-1)
+    if flat.shape[0] not in (1, n_rows):
+        raise PreprocessingError(
+            f"{INPUT_IMPUTATION}: expected 1 or {n_rows} strategies (one per flow), got {flat.shape[0]}")
+    distinct = set(flat.tolist())
+    if len(distinct) == 1:
+        return strategy_code(next(iter(distinct)))
+    lookup = {value: strategy_code(value) for value in distinct}
+    return np.fromiter((lookup[v] for v in flat.tolist()), dtype=np.int64, count=flat.shape[0])
+
+
+def batch_codes(codes: list[int | np.ndarray], sizes: list[int]) -> int | np.ndarray:
+    """Per-request codes as one scalar (all equal scalars) or one per-row array for the whole batch."""
+    if all(np.ndim(c) == 0 for c in codes) and len(set(int(c) for c in codes)) == 1:
+        return int(codes[0])
+    return np.concatenate([np.full(n, c, dtype=np.int64) if np.ndim(c) == 0 else c
+                           for c, n in zip(codes, sizes, strict=True)])
+
+
+def _request_parameter(request, key: str) -> Any:
+    try:
+        params = json.loads(request.parameters() or "{}")
+    except (AttributeError, ValueError):
+        return None
+    return params.get(key)
+
+
+class TritonPythonModel:
+    """Triton entry point (the model.py shim imports this class)."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        import triton_python_backend_utils as pb_utils
+
+        self.pb = pb_utils
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        version_dir = Path(args["model_repository"]) / str(args["model_version"])
+        stats = PreprocessingStats.from_json(version_dir / params.get("preprocessing_file", "preprocessing.json"))
+        default = params.get("default_imputation") or stats.default_strategy
+        self.preprocessor = Preprocessor(stats)
+        self.default_code = strategy_code(default)
+
+    def _read(self, request) -> tuple[np.ndarray, int | np.ndarray]:
+        tensor = self.pb.get_input_tensor_by_name(request, INPUT_FEATURES)
+        if tensor is None:
+            raise PreprocessingError(f"{INPUT_FEATURES}: missing input")
+        x = validate_features(tensor.as_numpy())
+        imputation = self.pb.get_input_tensor_by_name(request, INPUT_IMPUTATION)
+        values = None if imputation is None else imputation.as_numpy()
+        codes = request_codes(values, _request_parameter(request, PARAMETER_IMPUTATION), x.shape[0],
+                              self.default_code)
+        return x, codes
+
+    def execute(self, requests: list) -> list:
+        pb = self.pb
+        responses: list = [None] * len(requests)
+        good, xs, codes = [], [], []
+        for i, request in enumerate(requests):
+            try:
+                x, c = self._read(request)
+            except PreprocessingError as exc:
+                responses[i] = invalid_argument(pb, str(exc))
+                continue
+            good.append(i)
+            xs.append(x)
+            codes.append(c)
+        if not good:
+            return responses
+        sizes = [x.shape[0] for x in xs]
+        try:
+            tabular, temporal, mask = self.preprocessor.transform(concat(xs), batch_codes(codes, sizes))
+        except PreprocessingError as exc:  # defensive: inputs were validated per request above
+            for i in good:
+                responses[i] = invalid_argument(pb, str(exc))
+            return responses
+        offsets = row_offsets(sizes)
+        parts = zip(split(tabular, offsets), split(temporal, offsets), split(mask, offsets), strict=True)
+        for i, (tab, tmp, msk) in zip(good, parts, strict=True):
+            responses[i] = pb.InferenceResponse(output_tensors=[
+                pb.Tensor(TABULAR, tab), pb.Tensor(TEMPORAL, tmp), pb.Tensor(MISSING_MASK, msk)])
+        return responses
