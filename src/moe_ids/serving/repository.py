@@ -26,6 +26,7 @@ from pathlib import Path
 
 from moe_ids import artifacts, contract
 from moe_ids.preprocessing import DEFAULT_STRATEGY, STRATEGIES
+from moe_ids.schema import FEATURE_NAMES
 
 TARGETS: tuple[str, ...] = ("cpu", "gpu-onnx", "gpu-trt")
 VERSION = "1"  # Triton version directory of every model
@@ -209,6 +210,7 @@ def ensemble_config(opts: RepositoryOptions):
     for name in contract.ONNX_OUTPUTS:
         clf.output_map[name] = name
     _param(c, "model_version", opts.model_version)
+    _param(c, "feature_names", ",".join(FEATURE_NAMES))  # column order of FEATURES, read by the client SDK
     _param(c, "imputation_strategies", ",".join(STRATEGIES))
     _param(c, "default_imputation", opts.default_strategy)
     _param(c, "realtime_priority", str(contract.PRIORITY_REALTIME))
