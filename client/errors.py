@@ -66,8 +66,8 @@ def _field_in(message: str) -> str | None:
 
 
 def _clean(message: str) -> str:
-    """Drop tritonclient's status prefixes ("[StatusCode.X] [request id: ...]") from a server message."""
-    return re.sub(r"^(?:\s*\[[^\]]*\]\s*)+", "", message).strip()
+    """Drop tritonclient's and Triton's prefixes ("[StatusCode.X] [request id: ...] in ensemble 'moe_ids', ")."""
+    return re.sub(r"^(?:\s*\[[^\]]*\]\s*|\s*in ensemble '[^']*',\s*)+", "", message).strip()
 
 
 def translate(exc: BaseException, *, url: str, model: str) -> MoEClientError:
