@@ -76,14 +76,16 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from moe_ids.data import frame_to_features
+    from moe_ids.labels import clean_label
     from moe_ids.schema import IDENTIFIER_COLUMNS, normalize_name
 
     header = [str(c).strip() for c in pd.read_csv(args.input, nrows=0).columns]
     carried = [c for c in header if normalize_name(c) in IDENTIFIER_COLUMNS | CARRIED]
+    label_col = next((c for c in carried if normalize_name(c) == "label"), None)
     partial = args.output.with_name(args.output.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     counts: dict[str, Any] = {"flows": 0, "attacks": 0, "families": Counter(), "retries": 0,
-                              "output": str(args.output)}
+                              "output": str(args.output), "labelled": 0, "agree": 0}
     started = time.perf_counter()
     reader = pd.read_csv(args.input, chunksize=args.chunk_rows, low_memory=False, na_values=FEATURE_NA)
     with open(partial, "w", newline="") as out, tqdm(unit="flow", unit_scale=True, disable=args.quiet,
@@ -99,6 +101,10 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
             counts["flows"] += len(rows)
             attacks = result["prediction"] == "Attack"
             counts["attacks"] += int(attacks.sum())
+            if label_col is not None:
+                truth = chunk[label_col].reset_index(drop=True).map(clean_label) != "BENIGN"
+                counts["labelled"] += len(truth)
+                counts["agree"] += int((truth.to_numpy() == attacks.to_numpy()).sum())
             if "family" in result:
                 counts["families"].update(result.loc[attacks, "family"].dropna())
             bar.update(len(rows))
@@ -139,6 +145,8 @@ def format_summary(counts: dict[str, Any]) -> str:
     if counts["families"]:
         top = ", ".join(f"{name} {n}" for name, n in counts["families"].most_common(3))
         lines.append(f"top families: {top}")
+    if counts.get("labelled"):
+        lines.append(f"agreement with the file's labels (Normal/Attack): {counts['agree'] / counts['labelled']:.2%}")
     if counts["retries"]:
         lines.append(f"retried chunks: {counts['retries']}")
     return "\n".join(lines)
