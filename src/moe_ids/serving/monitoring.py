@@ -147,6 +147,29 @@ def ensure_drift_reference(model_dir: Path) -> Path:
     return path
 
 
+def copy_drift_reference(model_dir: Path, destination: Path) -> Path | None:
+    """Put the model's drift reference into a model version directory; None (no drift metrics) if unavailable.
+
+    A model trained on other data than the bundled corpus has no reference until one is built from its own
+    training data; serving still works, only the PSI gauges are absent.
+    """
+    try:
+        source = ensure_drift_reference(model_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"moe_ids: no drift reference for {model_dir}: {exc}")
+        return None
+    target = Path(destination) / DRIFT_REFERENCE_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source.read_bytes())
+    return target
+
+
+def load_drift_reference(directory: Path) -> DriftReference | None:
+    """The drift reference in a model version directory, if the repository generator put one there."""
+    path = Path(directory) / DRIFT_REFERENCE_FILE
+    return DriftReference.from_json(path) if path.is_file() else None
+
+
 class BinCounter:
     """Counts values per reference bin for many features: one ``searchsorted`` per feature over all rows."""
 

@@ -289,6 +289,9 @@ def build_repository(model_dir: Path, output: Path, opts: RepositoryOptions | No
         path.write_text(text)
     shutil.copyfile(model_dir / binary, output / contract.CLASSIFIER_MODEL / VERSION / binary)
     shutil.copyfile(model_dir / artifacts.PREPROCESSING, output / contract.PREPROCESS_MODEL / VERSION / STATS_FILE)
+    from moe_ids.serving.monitoring import copy_drift_reference  # PSI drift metrics of the preprocess model
+
+    copy_drift_reference(model_dir, output / contract.PREPROCESS_MODEL / VERSION)
     return output
 
 

@@ -13,9 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-from moe_ids.contract import INPUT_WIDTHS, MISSING_MASK, ONNX_INPUTS, ONNX_OUTPUTS, TABULAR, TEMPORAL
+from moe_ids.contract import (
+    GATING,
+    INPUT_WIDTHS,
+    MISSING_MASK,
+    ONNX_INPUTS,
+    ONNX_OUTPUTS,
+    PROBABILITIES,
+    TABULAR,
+    TEMPORAL,
+)
 from moe_ids.onnx_runtime import make_session, run_onnx
 from moe_ids.serving.backends.batching import concat, invalid_argument, row_offsets, split
+from moe_ids.serving.monitoring import Monitor
 
 
 def check_input(name: str, array: np.ndarray) -> np.ndarray:
@@ -42,6 +52,7 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / str(args["model_version"])
         threads = int(params.get("onnx_intra_op_threads", "1"))
         self.session = make_session(version_dir / params.get("onnx_file", "model.onnx"), threads=threads)
+        self.monitor = Monitor.from_triton_args(args, pb_utils, outputs=True)  # attack rate, gating histogram
 
     def _read(self, request) -> tuple[np.ndarray, ...]:
         arrays = []
@@ -74,9 +85,13 @@ class TritonPythonModel:
                 responses[i] = pb.InferenceResponse(error=pb.TritonError(f"{TABULAR}/{TEMPORAL}/{MISSING_MASK}: "
                                                                          f"ONNX Runtime failed: {exc}"))
             return responses
+        self.monitor.observe_outputs(outputs[PROBABILITIES], outputs[GATING], tabular)
         offsets = row_offsets([r[0].shape[0] for r in rows])
         per_output = {name: split(outputs[name], offsets) for name in ONNX_OUTPUTS}
         for k, i in enumerate(good):
             responses[i] = pb.InferenceResponse(
                 output_tensors=[pb.Tensor(name, per_output[name][k]) for name in ONNX_OUTPUTS])
         return responses
+
+    def finalize(self) -> None:
+        self.monitor.close()

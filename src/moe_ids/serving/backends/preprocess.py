@@ -25,6 +25,7 @@ from moe_ids.preprocessing import (
     validate_features,
 )
 from moe_ids.serving.backends.batching import concat, invalid_argument, row_offsets, split
+from moe_ids.serving.monitoring import Monitor, load_drift_reference
 
 PARAMETER_IMPUTATION = "imputation"  # request parameter alternative to the IMPUTATION tensor
 
@@ -77,6 +78,9 @@ class TritonPythonModel:
         default = params.get("default_imputation") or stats.default_strategy
         self.preprocessor = Preprocessor(stats)
         self.default_code = strategy_code(default)
+        # missing/imputed/out-of-range counts and PSI drift, published at Triton's /metrics
+        self.monitor = Monitor.from_triton_args(args, pb_utils, inputs=True, stats=stats,
+                                                reference=load_drift_reference(version_dir))
 
     def _read(self, request) -> tuple[np.ndarray, int | np.ndarray]:
         tensor = self.pb.get_input_tensor_by_name(request, INPUT_FEATURES)
@@ -105,15 +109,20 @@ class TritonPythonModel:
         if not good:
             return responses
         sizes = [x.shape[0] for x in xs]
+        features, row_codes = concat(xs), batch_codes(codes, sizes)
         try:
-            tabular, temporal, mask = self.preprocessor.transform(concat(xs), batch_codes(codes, sizes))
+            tabular, temporal, mask = self.preprocessor.transform(features, row_codes)
         except PreprocessingError as exc:  # defensive: inputs were validated per request above
             for i in good:
                 responses[i] = invalid_argument(pb, str(exc))
             return responses
+        self.monitor.observe_inputs(features, row_codes)
         offsets = row_offsets(sizes)
         parts = zip(split(tabular, offsets), split(temporal, offsets), split(mask, offsets), strict=True)
         for i, (tab, tmp, msk) in zip(good, parts, strict=True):
             responses[i] = pb.InferenceResponse(output_tensors=[
                 pb.Tensor(TABULAR, tab), pb.Tensor(TEMPORAL, tmp), pb.Tensor(MISSING_MASK, msk)])
         return responses
+
+    def finalize(self) -> None:
+        self.monitor.close()
