@@ -1,11 +1,14 @@
 """``moe_ids_preprocess``: Triton Python-backend model that imputes, scales and splits raw flow features.
 
 It calls ``moe_ids.preprocessing.Preprocessor`` — the code training used — once per execution over the rows of
-all requests Triton batched together, each row carrying its request's imputation strategy. The strategy comes
-from the optional ``IMPUTATION`` input ([batch, 1] BYTES, one value per flow, or [1, 1] for the whole request;
-Triton 2.51 ensembles pass optional inputs through), else from the request parameter ``imputation``, else from
-the model's ``default_imputation`` config parameter. A bad request gets an error response naming the field and
-the problem; the other requests of the execution are still answered.
+all requests Triton batched together, each row carrying its own imputation strategy. The strategy comes from
+the optional ``IMPUTATION`` input ([batch, 1] BYTES, one value per flow; Triton requires its batch size to
+equal FEATURES'), else from the request parameter ``imputation`` (one strategy for the whole request), else
+from the model's ``default_imputation`` config parameter. Triton 2.51 ensembles pass both the optional input
+and request parameters through to this step (checked by the integration tests).
+
+A bad request gets an error response naming the field and the problem; the other requests of the execution
+are still answered.
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ PARAMETER_IMPUTATION = "imputation"  # request parameter alternative to the IMPU
 def request_codes(imputation: np.ndarray | None, parameter: Any, n_rows: int, default_code: int) -> int | np.ndarray:
     """Imputation code(s) of one request: a scalar when uniform, else one code per row."""
     if imputation is None:
-        return default_code if parameter is None else strategy_code(str(parameter))
+        if parameter is None:
+            return default_code
+        try:
+            return strategy_code(str(parameter))
+        except PreprocessingError as exc:
+            raise PreprocessingError(f"request parameter '{PARAMETER_IMPUTATION}': {exc}") from None
     values = np.asarray(imputation)
     if values.ndim != 2 or values.shape[1] != 1:
         raise PreprocessingError(f"{INPUT_IMPUTATION}: expected shape [batch, 1], got {list(values.shape)}")

@@ -1,0 +1,137 @@
+"""The generated repository: valid Triton configs for every target, no drift from the committed files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from moe_ids import artifacts, contract
+from moe_ids.serving.repository import (
+    LABEL_FILES,
+    TARGETS,
+    RepositoryOptions,
+    build_repository,
+    committed_repository,
+    options_for_model,
+    render_repository,
+)
+
+
+def parse_configs(files: dict[str, str]) -> dict[str, pb.ModelConfig]:
+    configs = {}
+    for rel, text in files.items():
+        if rel.endswith("config.pbtxt"):
+            configs[rel.split("/")[0]] = text_format.Parse(text, pb.ModelConfig())
+    return configs
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_configs_parse_as_triton_model_config(target: str) -> None:
+    configs = parse_configs(render_repository(RepositoryOptions(target=target, tensorrt_accelerator=True)))
+    assert set(configs) == {contract.ENSEMBLE_MODEL, contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL}
+    for name, config in configs.items():
+        assert config.name == name
+        assert config.max_batch_size > 0
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_tensor_names_and_widths_come_from_the_contract(target: str) -> None:
+    configs = parse_configs(render_repository(RepositoryOptions(target=target)))
+    models = (contract.ENSEMBLE_MODEL, contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL)
+    ens, pre, clf = (configs[m] for m in models)
+    widths = {**contract.INPUT_WIDTHS, **contract.OUTPUT_WIDTHS}
+    assert [i.name for i in ens.input] == [contract.INPUT_FEATURES, contract.INPUT_IMPUTATION]
+    assert [i.name for i in pre.input] == [contract.INPUT_FEATURES, contract.INPUT_IMPUTATION]
+    assert ens.input[1].optional and pre.input[1].optional
+    assert tuple(o.name for o in pre.output) == contract.ONNX_INPUTS
+    assert tuple(i.name for i in clf.input) == contract.ONNX_INPUTS
+    assert tuple(o.name for o in clf.output) == contract.ONNX_OUTPUTS
+    assert tuple(o.name for o in ens.output) == contract.ONNX_OUTPUTS
+    for tensor in [*pre.input[:1], *pre.output, *clf.input, *clf.output, *ens.output]:
+        assert list(tensor.dims) == [widths[tensor.name]], tensor.name
+    steps = ens.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == [contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL]
+    assert set(steps[0].output_map.values()) == set(steps[1].input_map.values())
+    assert ens.max_batch_size <= min(pre.max_batch_size, clf.max_batch_size)
+
+
+def test_target_specific_classifier() -> None:
+    cpu = parse_configs(render_repository(RepositoryOptions(target="cpu", threads=3)))[contract.CLASSIFIER_MODEL]
+    assert cpu.backend == "python" and cpu.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
+    assert cpu.parameters["onnx_intra_op_threads"].string_value == "3"
+    onnx = parse_configs(render_repository(RepositoryOptions(target="gpu-onnx", tensorrt_accelerator=True)))
+    onnx_clf = onnx[contract.CLASSIFIER_MODEL]
+    assert onnx_clf.backend == "onnxruntime" and onnx_clf.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
+    accel = onnx_clf.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accel[0].name == "tensorrt" and accel[0].parameters["precision_mode"] == "FP16"
+    trt = parse_configs(render_repository(RepositoryOptions(target="gpu-trt")))[contract.CLASSIFIER_MODEL]
+    assert trt.platform == "tensorrt_plan" and trt.default_model_filename == artifacts.TRT_PLAN
+    # The preprocess step stays a CPU Python model on every target.
+    assert onnx[contract.PREPROCESS_MODEL].instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
+
+
+def test_dynamic_batching_priorities_and_queue_policy() -> None:
+    opts = RepositoryOptions()
+    configs = parse_configs(render_repository(opts))
+    for name in (contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL):
+        db = configs[name].dynamic_batching
+        assert db.priority_levels == 2
+        assert db.default_priority_level == contract.PRIORITY_BULK
+        assert set(db.priority_queue_policy) == {contract.PRIORITY_REALTIME, contract.PRIORITY_BULK}
+        realtime = db.priority_queue_policy[contract.PRIORITY_REALTIME]
+        assert realtime.timeout_action == pb.ModelQueuePolicy.REJECT and realtime.allow_timeout_override
+        assert realtime.default_timeout_microseconds == opts.realtime_timeout_us
+        assert db.default_queue_policy.max_queue_size == opts.max_queue_size
+        assert list(db.preferred_batch_size) == list(opts.preferred_batch_sizes)
+        assert 0 < db.max_queue_delay_microseconds <= 1000
+        assert [w.batch_size for w in configs[name].model_warmup] == list(opts.warmup_batch_sizes)
+
+
+def test_ensemble_publishes_version_and_labels() -> None:
+    files = render_repository(RepositoryOptions(model_version="9.9.9"))
+    ens = parse_configs(files)[contract.ENSEMBLE_MODEL]
+    assert ens.parameters["model_version"].string_value == "9.9.9"
+    for name, labels in contract.OUTPUT_LABELS.items():
+        assert ens.parameters[f"labels_{name}"].string_value.split(",") == list(labels)
+    for output in ens.output:
+        if output.name in LABEL_FILES:
+            assert output.label_filename == LABEL_FILES[output.name]
+            text = files[f"{contract.ENSEMBLE_MODEL}/{output.label_filename}"]
+            assert text.splitlines() == list(contract.OUTPUT_LABELS[output.name])
+
+
+def test_invalid_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="target"):
+        RepositoryOptions(target="tpu")
+    with pytest.raises(ValueError, match="max_batch_size"):
+        RepositoryOptions(max_batch_size=0)
+
+
+def test_committed_repository_matches_the_generator() -> None:
+    """model_repository/ is the cpu repository of the default model: regenerate and compare every text file."""
+    rendered = render_repository(options_for_model(artifacts.default_model_dir()))
+    root = committed_repository()
+    committed = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*")
+                 if p.is_file() and p.name != ".gitignore" and p.suffix not in (".onnx", ".plan", ".json")}
+    assert sorted(committed) == sorted(rendered), "run `moe-ids repository --text-only --output model_repository`"
+    for rel, text in rendered.items():
+        assert committed[rel] == text, f"{rel} drifted; run `moe-ids repository --text-only --output model_repository`"
+
+
+def test_build_repository_copies_the_artifacts(tmp_path: Path) -> None:
+    from moe_ids.serving.bootstrap import ensure_model
+
+    model_dir = ensure_model()
+    out = build_repository(model_dir, tmp_path / "repo")
+    onnx = out / contract.CLASSIFIER_MODEL / "1" / artifacts.ONNX_FP32
+    stats = out / contract.PREPROCESS_MODEL / "1" / artifacts.PREPROCESSING
+    assert onnx.read_bytes() == (model_dir / artifacts.ONNX_FP32).read_bytes()
+    assert stats.read_text() == (model_dir / artifacts.PREPROCESSING).read_text()
+
+
+def test_build_repository_names_missing_artifacts(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="model.plan"):
+        build_repository(tmp_path, tmp_path / "repo", RepositoryOptions(target="gpu-trt"))
