@@ -91,7 +91,7 @@ def encode_records(records: Sequence[Mapping[str, Any]], feature_names: Sequence
         if not isinstance(rec, Mapping):
             raise InvalidInputError(f"flow {i}: expected a mapping of feature name to value, got "
                                     f"{type(rec).__name__}", field="flows")
-    return encode_frame(pd.DataFrame.from_records(list(records)), feature_names, unknown)
+    return encode_frame(pd.DataFrame(list(records), index=pd.RangeIndex(len(records))), feature_names, unknown)
 
 
 def encode_array(values: Any, feature_names: Sequence[str]) -> np.ndarray:
