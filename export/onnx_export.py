@@ -3,13 +3,18 @@
 The graph carries everything a client needs after preprocessing: both softmaxes, the argmax and its
 probability, so Triton (or any ONNX runtime) returns final answers without post-processing code that could
 drift from training. Tensor names come from ``moe_ids.contract``; every axis 0 is dynamic so one graph serves
-batch 1 and batch 1024. The TorchScript-based exporter is used: it is deterministic (byte-identical graphs for
-the same weights) and emits plain Gemm/Erf nodes that every runtime, the INT8 quantiser and TensorRT handle.
+batch 1 and batch 1024. torch's ``torch.export``-based exporter (opset 18) writes the graph; it is
+deterministic (byte-identical files for the same weights) and emits plain Gemm/Erf/Softmax nodes that ONNX
+Runtime, the INT8 quantiser and TensorRT all handle. Should it fail on some torch/onnxscript combination, the
+TorchScript exporter (opset 17) is used instead and the graph's metadata says which one wrote it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +22,9 @@ import numpy as np
 from moe_ids import artifacts, contract
 from moe_ids.schema import EXPERT_LABELS, FEATURE_NAMES, N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
 
-OPSET = 17
+OPSET = 18  # what the torch.export-based exporter writes natively (its down-conversion to 17 fails)
+TORCHSCRIPT_OPSET = 17
+EXPORTERS = ("auto", "dynamo", "torchscript")
 BATCH_AXIS = "batch"
 
 
@@ -67,40 +74,81 @@ def _metadata(model_dir: Path) -> dict[str, str]:
     return props
 
 
-def export_onnx(model_dir: Path, output: Path | None = None, opset: int = OPSET) -> Path:
-    """Write ``model_dir/model.onnx`` from the artifact's weights; returns its path. Checked by onnx.checker."""
+def _export_dynamo(module, inputs: tuple, path: Path) -> int:
+    import torch
+
+    # the exporter warns about every torchvision op it cannot register; this model uses none of them
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    batch = torch.export.Dim(BATCH_AXIS, min=1)
+    dynamic_shapes = {"tabular": {0: batch}, "temporal": {0: batch}, "missing_mask": {0: batch}}
+    with warnings.catch_warnings():
+        # every input shares the one batch dimension; torch notes that the shared name is used once
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # inside torch.export
+        torch.onnx.export(module, inputs, str(path), input_names=list(contract.ONNX_INPUTS),
+                          output_names=list(contract.ONNX_OUTPUTS), dynamic_shapes=dynamic_shapes,
+                          opset_version=OPSET, dynamo=True, optimize=True, external_data=False, verbose=False)
+    return OPSET
+
+
+def _export_torchscript(module, inputs: tuple, path: Path) -> int:
+    import torch
+
+    dynamic_axes = {name: {0: BATCH_AXIS} for name in (*contract.ONNX_INPUTS, *contract.ONNX_OUTPUTS)}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(module, inputs, str(path), input_names=list(contract.ONNX_INPUTS),
+                          output_names=list(contract.ONNX_OUTPUTS), dynamic_axes=dynamic_axes,
+                          opset_version=TORCHSCRIPT_OPSET, do_constant_folding=True, dynamo=False)
+    return TORCHSCRIPT_OPSET
+
+
+def export_onnx(model_dir: Path, output: Path | None = None, exporter: str = "auto",
+                log: Callable[[str], None] = print) -> Path:
+    """Write ``model_dir/model.onnx`` from the artifact's weights; returns its path. Checked by onnx.checker.
+
+    ``exporter``: ``dynamo`` (torch.export based), ``torchscript``, or ``auto`` (dynamo, else torchscript).
+    """
     import onnx
     import torch
 
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter: expected one of {', '.join(EXPORTERS)}, got {exporter!r}")
     model_dir = Path(model_dir)
     output = Path(output) if output is not None else model_dir / artifacts.ONNX_FP32
     module = serving_module(artifacts.load_model(model_dir))
     inputs = tuple(torch.from_numpy(a) for a in example_inputs())
-    dynamic_axes = {name: {0: BATCH_AXIS} for name in (*contract.ONNX_INPUTS, *contract.ONNX_OUTPUTS)}
     tmp = output.with_suffix(".onnx.tmp")
+    used = "torchscript" if exporter == "torchscript" else "dynamo"
     with torch.no_grad():
-        torch.onnx.export(
-            module,
-            inputs,
-            str(tmp),
-            input_names=list(contract.ONNX_INPUTS),
-            output_names=list(contract.ONNX_OUTPUTS),
-            dynamic_axes=dynamic_axes,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        if used == "dynamo":
+            try:
+                _export_dynamo(module, inputs, tmp)
+            except Exception as exc:
+                if exporter == "dynamo":
+                    raise
+                log(f"torch.export-based ONNX export failed ({type(exc).__name__}: {exc}); "
+                    "using the TorchScript exporter")
+                used = "torchscript"
+        if used == "torchscript":
+            _export_torchscript(module, inputs, tmp)
     graph = onnx.load(str(tmp))
     graph.producer_name = "moe-ids"
     graph.doc_string = "Mixture-of-Experts intrusion detector (CIC-IDS2017 flow features)"
     del graph.metadata_props[:]
-    for key, value in _metadata(model_dir).items():
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = key, value
+    for key, value in {**_metadata(model_dir), "exporter": f"torch {torch.__version__} {used}"}.items():
+        graph.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(graph, full_check=True)
     onnx.save(graph, str(tmp))
     tmp.replace(output)
     return output
+
+
+def graph_opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def check_contract(path: Path) -> None:

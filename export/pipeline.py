@@ -62,10 +62,11 @@ def run_export(model_dir: Path, int8: bool = True, tensorrt: str = "auto",
 
 def _export_and_check(model_dir: Path, report: dict, int8: bool, tensorrt: str, max_batch_size: int,
                       bench_seconds: float, log: Callable[[str], None]) -> None:
-    fp32_path = onnx_export.export_onnx(model_dir)
+    fp32_path = onnx_export.export_onnx(model_dir, log=log)
     onnx_export.check_contract(fp32_path)
-    report["onnx_fp32"] = {**_file_info(fp32_path), "opset": onnx_export.OPSET}
-    log(f"wrote {fp32_path} (opset {onnx_export.OPSET}, dynamic batch)")
+    opset = onnx_export.graph_opset(fp32_path)
+    report["onnx_fp32"] = {**_file_info(fp32_path), "opset": opset}
+    log(f"wrote {fp32_path} (opset {opset}, dynamic batch)")
 
     held = verify.held_out_flows(model_dir)
     report["held_out"] = held.description

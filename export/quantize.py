@@ -1,9 +1,11 @@
 """INT8 variant of the classifier: dynamic quantisation of every fully connected layer.
 
-``onnxruntime.quantization.quantize_dynamic`` only quantises MatMul nodes; the exporter writes ``nn.Linear`` as
-``Gemm``, which it silently leaves in fp32 — the "INT8" file would then be the fp32 model under another name.
-So the graph is first rewritten Gemm -> MatMul + Add (same numbers in fp32), then quantised, and the result is
-checked for real integer kernels; a quantised graph without them is an error, never a silent fallback.
+The exporter writes ``nn.Linear`` as ``Gemm``. Older ``onnxruntime.quantization.quantize_dynamic`` releases
+quantise only MatMul and silently leave Gemm in fp32 — the "INT8" file is then the fp32 model under another
+name, and any release quantises nothing without a word when no node matches. So the graph is first rewritten
+Gemm -> MatMul + Add (same numbers in fp32; the quantiser's best-supported pattern on every release), then
+quantised, and the result is checked for real integer kernels: a graph without them is an error, never a
+silent fallback.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def gemm_to_matmul(model):
     inits = {t.name: t for t in graph.initializer}
     consumers = Counter(i for n in graph.node for i in n.input)
     new_nodes = []
+    reshaped: set[str] = set()
     for node in graph.node:
         if node.op_type != "Gemm":
             new_nodes.append(node)
@@ -71,6 +74,7 @@ def gemm_to_matmul(model):
                 w = w * np.asarray(alpha, dtype=w.dtype)
                 alpha = 1.0
             inits[b].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w), b))
+            reshaped.add(b)
         elif trans_b:
             new_nodes.append(helper.make_node("Transpose", [b], [f"{base}_Bt"], perm=[1, 0], name=f"{base}_TransB"))
             b = f"{base}_Bt"
@@ -96,6 +100,11 @@ def gemm_to_matmul(model):
             new_nodes.append(helper.make_node("Add", [mm_out, c], [out], name=f"{base}_Bias"))
     del graph.node[:]
     graph.node.extend(new_nodes)
+    # Shape annotations of rewritten weights are stale (transposed); shape inference re-derives them.
+    for field in (graph.value_info, graph.input):
+        stale = [v for v in field if v.name in reshaped]
+        for v in stale:
+            field.remove(v)
     onnx.checker.check_model(model)
     return model
 

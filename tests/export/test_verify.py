@@ -1,0 +1,67 @@
+"""The checks against PyTorch pass on the real export and fail on a model that is not the trained one."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+
+from moe_ids import artifacts
+from moe_ids.export import onnx_export, verify
+
+
+def test_held_out_flows_are_the_test_split_with_missing_features(exported):
+    d = exported.held.description
+    meta = artifacts.read_json(exported.model_dir / artifacts.METADATA)
+    assert d["test_flows"] == meta["training_data"]["split_sizes"]["test"]
+    assert d["flows"] == len(exported.held) == d["test_flows"] * len(verify.HELD_OUT_MISSING)
+    assert d["flows_with_missing_features"] >= d["test_flows"]  # every half-missing copy, plus native gaps
+    assert set(np.unique(exported.held.binary)) == {0, 1}
+
+
+def test_fp32_within_1e5_of_pytorch(exported):
+    result = verify.verify_fp32(exported.model_dir, exported.fp32, exported.held, reference=exported.reference)
+    assert result["passed"]
+    assert result["max_abs_diff_overall"] <= verify.FP32_TOLERANCE
+    assert set(result["max_abs_diff"]) == set(verify.contract.ONNX_OUTPUTS)
+
+
+def test_int8_macro_f1_within_tolerance_of_fp32(exported):
+    result = verify.verify_int8(exported.fp32, exported.int8, exported.held)
+    assert abs(result["macro_f1_int8"] - result["macro_f1_fp32"]) <= verify.INT8_F1_TOLERANCE
+    assert result["macro_f1_fp32"] > 0.9
+    assert result["agreement"] > 0.99
+
+
+def test_fp32_check_catches_a_different_model(exported, tmp_path):
+    other = tmp_path / "perturbed"
+    shutil.copytree(exported.model_dir, other)
+    weights = load_file(str(other / artifacts.WEIGHTS))
+    key = next(k for k in weights if k.endswith("binary_head.bias"))
+    weights[key][1] += 0.01  # one logit only: a shift of both would cancel in the softmax
+    save_file(weights, str(other / artifacts.WEIGHTS))
+    wrong = onnx_export.export_onnx(other)
+    with pytest.raises(verify.VerificationError, match="differs from PyTorch"):
+        verify.verify_fp32(exported.model_dir, wrong, exported.held, reference=exported.reference)
+
+
+def test_f1_check_fails_beyond_tolerance(exported):
+    reference = exported.reference
+    flipped = dict(reference)
+    pred = reference[verify.contract.PREDICTED_CLASS].copy()
+    pred[: len(pred) // 20] ^= 1  # 5% of predictions wrong
+    flipped[verify.contract.PREDICTED_CLASS] = pred
+    with pytest.raises(verify.VerificationError, match="macro-F1"):
+        verify.f1_comparison(exported.held, reference, flipped, verify.INT8_F1_TOLERANCE, "int8")
+
+
+def test_held_out_refuses_a_model_trained_on_other_data(exported, tmp_path):
+    other = tmp_path / "other-data"
+    shutil.copytree(exported.model_dir, other)
+    meta = artifacts.read_json(other / artifacts.METADATA)
+    meta["training_data"]["test_indices_digest"] = "0" * 16
+    artifacts.write_json(other / artifacts.METADATA, meta)
+    with pytest.raises(verify.VerificationError, match="other data"):
+        verify.held_out_flows(other, limit=10)
