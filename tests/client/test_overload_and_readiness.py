@@ -1,0 +1,84 @@
+"""Overload and not-ready, provoked for real on a server of this module's own: the generated repository with a
+queue of one request per priority level, in explicit model-control mode so a model can be unloaded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from moe_ids import contract
+from moe_ids.client import AsyncMoEClient, ModelNotReadyError, MoEClient, OverloadedError
+from moe_ids.data import load_flows
+
+pytestmark = pytest.mark.integration
+
+FLOWS_CSV = "data/cicids2017-original/orig_Friday-DDos_head9998.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def tiny_queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    from moe_ids.serving.bootstrap import ensure_model
+    from moe_ids.serving.repository import build_repository, options_for_model
+    from moe_ids.serving.server import TritonServer
+
+    model_dir = ensure_model()
+    root = tmp_path_factory.mktemp("tiny-queue")
+    options = options_for_model(model_dir, max_queue_size=1, warmup_batch_sizes=())
+    repository = build_repository(model_dir, root / "repository", options)
+    server = TritonServer(repository, log_path=root / "tritonserver.log",
+                          extra_args=["--model-control-mode=explicit", "--load-model=*"])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def flood() -> np.ndarray:
+    """40K real flows: enough 512-flow requests in flight to overflow a queue of one."""
+    return np.tile(load_flows(FLOWS_CSV).features.to_numpy(np.float32), (4, 1))
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_full_queue_raises_overloaded(tiny_queue_server, flood: np.ndarray, protocol: str) -> None:
+    url = tiny_queue_server.grpc_url if protocol == "grpc" else tiny_queue_server.http_url
+    client = MoEClient(url, protocol=protocol, retries=0, concurrency=16)
+    with pytest.raises(OverloadedError, match="Exceeds maximum queue size"):
+        for _ in range(3):  # one flood is enough in practice; three make a miss vanishingly unlikely
+            client.predict_batch(flood, batch_size=512)
+    assert client.is_ready()  # rejecting is not failing: the server serves on
+
+
+def test_retries_ride_out_overload(tiny_queue_server, flood: np.ndarray) -> None:
+    client = MoEClient(tiny_queue_server.grpc_url, retries=12, backoff=0.05, max_backoff=1.0, concurrency=8)
+    result = client.predict_batch(flood[:20000], batch_size=512)
+    assert len(result) == 20000 and result["prediction"].isin(contract.BINARY_LABELS).all()
+
+
+def test_async_client_overloaded(tiny_queue_server, flood: np.ndarray) -> None:
+    async def run() -> None:
+        async with AsyncMoEClient(tiny_queue_server.grpc_url, retries=0, concurrency=16) as client:
+            for _ in range(3):
+                await client.predict_batch(flood, batch_size=512)
+
+    with pytest.raises(OverloadedError):
+        asyncio.run(run())
+
+
+def test_unloaded_model_is_not_ready(tiny_queue_server) -> None:
+    # Runs last in this module: it unloads the ensemble.
+    client = MoEClient(tiny_queue_server.grpc_url, retries=0)
+    assert client.predict({"Flow Duration": 5}).prediction in contract.BINARY_LABELS
+    admin = grpcclient.InferenceServerClient(tiny_queue_server.grpc_url)
+    admin.unload_model(contract.ENSEMBLE_MODEL)
+    assert client.is_live() and not client.is_ready()
+    with pytest.raises(ModelNotReadyError, match=contract.ENSEMBLE_MODEL):
+        client.predict({"Flow Duration": 5})
+    with pytest.raises(ModelNotReadyError):
+        MoEClient(tiny_queue_server.http_url, protocol="http", retries=0).refresh_model_info()
+    assert client.health()["error"] is not None
