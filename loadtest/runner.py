@@ -206,14 +206,13 @@ def local_server(cfg: LoadTestConfig, out: Path) -> Iterator[Any]:
     import tempfile
 
     from moe_ids.artifacts import default_model_dir
-    from moe_ids.serving.repository import build_repository
+    from moe_ids.serving.bootstrap import ensure_model
+    from moe_ids.serving.repository import build_repository, options_for_model
     from moe_ids.serving.server import TritonServer
 
-    model_dir = cfg.model_dir or default_model_dir()
-    if not (model_dir / "model.onnx").exists():
-        raise LoadTestError(f"--serve: no exported model in {model_dir} (run `make model`)")
+    model_dir = ensure_model(cfg.model_dir or default_model_dir())  # trains and exports when missing
     with tempfile.TemporaryDirectory(prefix="moe-ids-loadtest-") as tmp:
-        repo = build_repository(model_dir, Path(tmp) / "repository")
+        repo = build_repository(model_dir, Path(tmp) / "repository", options_for_model(model_dir))
         with TritonServer(repo, log_path=out / "tritonserver.log") as server:
             yield server
 

@@ -63,7 +63,7 @@ class ShapePlan:
         # soak: a gentle ramp, then hold the peak for the rest of the (long) run
         ramp = self.soak_ramp * self.duration
         if t < ramp:
-            return max(1, math.ceil(self.users * (t + 1) / max(ramp, 1))), self.spawn_rate
+            return min(self.users, max(1, math.ceil(self.users * (t + 1) / max(ramp, 1)))), self.spawn_rate
         return self.users, self.spawn_rate
 
 
