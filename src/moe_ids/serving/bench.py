@@ -1,0 +1,374 @@
+"""Serving benchmark: what Triton delivers against the in-process ceiling and a naive Flask deployment.
+
+All scenarios run on the same machine, one after another, on real held-out flows; client and server share the
+cores, as they would on a single box. Scenarios:
+
+- ceiling: numpy preprocessing + ONNX Runtime in this process, 1,024 flows per call (no server at all);
+- served batched: the ``moe_ids`` ensemble over gRPC, 1,024 flows per request, 4 requests in flight;
+- served single: the ensemble over gRPC, 1 flow per request, 32 in flight (dynamic batching at work);
+- bare single: the classifier step ``moe_ids_model`` alone, 1 flow per request with pre-computed
+  TABULAR/TEMPORAL/MISSING_MASK, 32 in flight — the cost of the preprocessing hop is the gap to ``served single``;
+- baseline single: Flask + PyTorch per request (``moe_ids.serving.baseline_app``), JSON, 32 in flight.
+
+Load is closed-loop: each finished request immediately sends the next, so "in flight" is exact. gRPC requests
+go out through ``async_infer`` on one channel (no client thread per request); the Flask client uses one
+thread per in-flight request, as HTTP/1.0 without pipelining needs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from moe_ids import contract
+
+BATCH = 1024
+BATCHED_IN_FLIGHT = 4
+SINGLE_IN_FLIGHT = 32
+MAX_ERRORS = 50
+GOALS = {"batched_vs_ceiling": 0.90, "single_vs_bare": 0.95, "single_vs_baseline": 15.0}
+
+
+@dataclass
+class Result:
+    """Throughput and per-request latency of one scenario."""
+
+    name: str
+    flows_per_s: float
+    requests: int
+    flows_per_request: int
+    in_flight: int
+    p50_ms: float
+    p99_ms: float
+    errors: int = 0
+    notes: dict = field(default_factory=dict)
+
+
+def _summary(name: str, latencies: list[float], flows_per_request: int, elapsed: float, in_flight: int,
+             errors: int = 0) -> Result:
+    lat = np.asarray(latencies) * 1000.0 if latencies else np.asarray([np.nan])
+    return Result(name=name, flows_per_s=len(latencies) * flows_per_request / elapsed, requests=len(latencies),
+                  flows_per_request=flows_per_request, in_flight=in_flight, p50_ms=float(np.percentile(lat, 50)),
+                  p99_ms=float(np.percentile(lat, 99)), errors=errors)
+
+
+def held_out_flows(n: int = 4096, seed: int = 0) -> np.ndarray:
+    """Real flows of the test split (float32, NaN = missing), tiled up to ``n`` rows."""
+    from moe_ids.artifacts import default_model_dir, read_json
+    from moe_ids.corpus import load_corpus, split_indices
+
+    corpus = load_corpus()
+    meta = read_json(default_model_dir() / "metadata.json")
+    test = split_indices(corpus, meta["training_data"]["split_seed"])["test"]
+    rows = np.random.default_rng(seed).permutation(test)
+    rows = np.resize(rows, n)
+    return corpus.features[rows].astype(np.float32)
+
+
+def measure_ceiling(model_dir: Path, x: np.ndarray, seconds: float, threads: int = 2) -> Result:
+    """numpy preprocessing + ONNX Runtime in-process, 1,024 flows per call."""
+    from moe_ids.artifacts import ONNX_FP32, load_stats
+    from moe_ids.onnx_runtime import make_session, run_onnx
+    from moe_ids.preprocessing import Preprocessor
+
+    session = make_session(model_dir / ONNX_FP32, threads=threads)
+    pre = Preprocessor(load_stats(model_dir))
+    batches = [x[s:s + BATCH] for s in range(0, len(x) - BATCH + 1, BATCH)]
+    for b in batches[:3]:
+        run_onnx(session, *pre.transform(b))
+    latencies: list[float] = []
+    start = time.perf_counter()
+    i = 0
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        run_onnx(session, *pre.transform(batches[i % len(batches)]))
+        latencies.append(time.perf_counter() - t0)
+        i += 1
+    result = _summary("ceiling", latencies, BATCH, time.perf_counter() - start, 1)
+    try:  # the exporter's ONNX-only figure, for reference: the ceiling minus preprocessing
+        from moe_ids.export.throughput import measure_onnx_throughput
+
+        tab, tmp, mask = pre.transform(x)
+        result.notes["onnx_only_flows_per_s"] = round(measure_onnx_throughput(
+            model_dir / ONNX_FP32, (tab, tmp, mask), batch=BATCH, seconds=min(seconds, 2.0), threads=threads))
+    except ImportError:
+        pass
+    return result
+
+
+def closed_loop_grpc(url: str, model: str, payloads: list[list], flows_per_request: int, in_flight: int,
+                     seconds: float, name: str, warmup_s: float = 0.5) -> Result:
+    """Keep ``in_flight`` async gRPC requests outstanding for ``seconds``; each completion sends the next."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    lock = threading.Lock()
+    done = threading.Event()
+    state = {"next": 0, "outstanding": 0, "errors": 0, "record": False, "stop": False}
+    latencies: list[float] = []
+    first_error: list[str] = []
+
+    def send() -> None:
+        with lock:
+            i = state["next"]
+            state["next"] += 1
+            state["outstanding"] += 1
+        t0 = time.perf_counter()
+        client.async_infer(model, payloads[i % len(payloads)], callback=lambda result, error: finish(t0, error))
+
+    def finish(t0: float, error) -> None:
+        elapsed = time.perf_counter() - t0
+        with lock:
+            state["outstanding"] -= 1
+            if error is not None:
+                state["errors"] += 1
+                if not first_error:
+                    first_error.append(str(error))
+                if state["errors"] >= MAX_ERRORS:  # a broken server fails fast: stop instead of spinning
+                    state["stop"] = True
+            elif state["record"]:
+                latencies.append(elapsed)
+            stop = state["stop"]
+            if stop and state["outstanding"] == 0:
+                done.set()
+        if not stop:
+            send()
+
+    for _ in range(in_flight):
+        send()
+    time.sleep(warmup_s)
+    with lock:
+        state["record"] = True
+        start = time.perf_counter()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not state["stop"]:
+        time.sleep(0.05)
+    with lock:
+        state["record"] = False
+        elapsed = time.perf_counter() - start
+        state["stop"] = True
+    done.wait(timeout=60)
+    client.close()
+    result = _summary(name, latencies, flows_per_request, elapsed, in_flight, state["errors"])
+    if first_error:
+        result.notes["first_error"] = first_error[0][:300]
+    return result
+
+
+def _features_payloads(x: np.ndarray, rows: int, count: int) -> list[list]:
+    import tritonclient.grpc as grpcclient
+
+    payloads = []
+    for k in range(count):
+        start = (k * rows) % max(len(x) - rows + 1, 1)
+        tensor = grpcclient.InferInput(contract.INPUT_FEATURES, [rows, x.shape[1]], "FP32")
+        tensor.set_data_from_numpy(np.ascontiguousarray(x[start:start + rows]))
+        payloads.append([tensor])
+    return payloads
+
+
+def _classifier_payloads(model_dir: Path, x: np.ndarray, count: int) -> list[list]:
+    import tritonclient.grpc as grpcclient
+
+    from moe_ids.artifacts import load_stats
+    from moe_ids.preprocessing import Preprocessor
+
+    arrays = Preprocessor(load_stats(model_dir)).transform(x[:count])
+    payloads = []
+    for k in range(count):
+        inputs = []
+        for name, array in zip(contract.ONNX_INPUTS, arrays, strict=True):
+            tensor = grpcclient.InferInput(name, [1, array.shape[1]], "FP32")
+            tensor.set_data_from_numpy(np.ascontiguousarray(array[k:k + 1]))
+            inputs.append(tensor)
+        payloads.append(inputs)
+    return payloads
+
+
+def measure_baseline(model_dir: Path, x: np.ndarray, seconds: float, in_flight: int = SINGLE_IN_FLIGHT,
+                     log_path: Path | None = None) -> Result:
+    """Flask + PyTorch in its own process (Werkzeug threaded server), single-flow JSON requests."""
+    from moe_ids.serving.baseline_app import encode_flow
+    from moe_ids.serving.server import free_port
+
+    port = free_port()
+    log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "moe_ids.serving.baseline_app", "--port", str(port),
+                             "--model-dir", str(model_dir)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    bodies = [json.dumps({"features": [encode_flow(row)]}) for row in x[:512]]
+    try:
+        _wait_http(port, proc, timeout=120)
+        return _closed_loop_http(port, bodies, in_flight, seconds)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _wait_http(port: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"baseline Flask app exited with code {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("baseline Flask app did not become healthy")
+
+
+def _closed_loop_http(port: int, bodies: list[str], in_flight: int, seconds: float,
+                      warmup_s: float = 0.5) -> Result:
+    latencies: list[list[float]] = [[] for _ in range(in_flight)]
+    errors = [0] * in_flight
+    t_start = time.perf_counter()
+    record_from, record_to = t_start + warmup_s, t_start + warmup_s + seconds
+
+    def worker(k: int) -> None:
+        i = k
+        headers = {"Content-Type": "application/json"}
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= record_to:
+                return
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("POST", "/predict", body=bodies[i % len(bodies)], headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                conn.close()
+                ok = resp.status == 200
+            except OSError:
+                ok = False
+            t1 = time.perf_counter()
+            if not ok:
+                errors[k] += 1
+            elif t0 >= record_from and t1 <= record_to:
+                latencies[k].append(t1 - t0)
+            i += in_flight
+
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(in_flight)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 60)
+    merged = [v for lat in latencies for v in lat]
+    return _summary("baseline_single", merged, 1, seconds, in_flight, sum(errors))
+
+
+def run_benchmark(seconds: float = 10.0, model_dir: Path | None = None, log: Callable[[str], None] = print,
+                  work_dir: Path | None = None) -> dict:
+    """All scenarios; returns the JSON-ready report (flows/s, p50/p99 per scenario, ratios)."""
+    import tempfile
+
+    from moe_ids.artifacts import default_model_dir
+    from moe_ids.serving.bootstrap import ensure_model
+    from moe_ids.serving.repository import build_repository, options_for_model
+    from moe_ids.serving.server import TritonServer
+
+    model_dir = ensure_model(model_dir or default_model_dir())
+    x = held_out_flows()
+    results: dict[str, Result] = {}
+    log(f"ceiling: in-process preprocessing + ONNX Runtime, batch {BATCH} ({seconds:g} s)")
+    results["ceiling"] = measure_ceiling(model_dir, x, seconds)
+    with tempfile.TemporaryDirectory(prefix="moe-ids-bench-", dir=work_dir) as tmp:
+        opts = options_for_model(model_dir)
+        repository = build_repository(model_dir, Path(tmp) / "repository", opts)
+        with TritonServer(repository, log_path=Path(tmp) / "tritonserver.log") as server:
+            log(f"tritonserver on {server.grpc_url} (gRPC); ensemble, {BATCH} flows/request, "
+                f"{BATCHED_IN_FLIGHT} in flight")
+            results["served_batched"] = closed_loop_grpc(
+                server.grpc_url, contract.ENSEMBLE_MODEL, _features_payloads(x, BATCH, 4), BATCH,
+                BATCHED_IN_FLIGHT, seconds, "served_batched")
+            log(f"ensemble, 1 flow/request, {SINGLE_IN_FLIGHT} in flight")
+            results["served_single"] = closed_loop_grpc(
+                server.grpc_url, contract.ENSEMBLE_MODEL, _features_payloads(x, 1, 512), 1,
+                SINGLE_IN_FLIGHT, seconds, "served_single")
+            log(f"{contract.CLASSIFIER_MODEL} alone, 1 flow/request, {SINGLE_IN_FLIGHT} in flight")
+            results["bare_single"] = closed_loop_grpc(
+                server.grpc_url, contract.CLASSIFIER_MODEL, _classifier_payloads(model_dir, x, 512), 1,
+                SINGLE_IN_FLIGHT, seconds, "bare_single")
+            stats = _batch_stats(server.grpc_url)
+        log(f"baseline: Flask + PyTorch per request, JSON, {SINGLE_IN_FLIGHT} in flight")
+        results["baseline_single"] = measure_baseline(model_dir, x, seconds, log_path=Path(tmp) / "flask.log")
+    return build_report(results, seconds, opts, stats)
+
+
+def _batch_stats(url: str) -> dict[str, float]:
+    """Mean flows per execution of each composing model over the whole run (dynamic batching at work)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    out = {}
+    for model in (contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL):
+        s = client.get_inference_statistics(model).model_stats[0]
+        out[model] = round(s.inference_count / max(s.execution_count, 1), 2)
+    client.close()
+    return out
+
+
+def build_report(results: dict[str, Result], seconds: float, opts, batch_stats: dict[str, float]) -> dict:
+    rate = {k: r.flows_per_s for k, r in results.items()}
+
+    def ratio(a: str, b: str) -> float:
+        return round(rate[a] / rate[b], 3) if rate[b] > 0 else 0.0
+
+    report = {
+        "ceiling_flows_per_s": round(rate["ceiling"], 1),
+        "served_batched_flows_per_s": round(rate["served_batched"], 1),
+        "served_single_flows_per_s": round(rate["served_single"], 1),
+        "bare_single_flows_per_s": round(rate["bare_single"], 1),
+        "baseline_single_flows_per_s": round(rate["baseline_single"], 1),
+        "ratios": {
+            "batched_vs_ceiling": ratio("served_batched", "ceiling"),
+            "single_vs_bare": ratio("served_single", "bare_single"),
+            "single_vs_baseline": ratio("served_single", "baseline_single"),
+        },
+        "goals": GOALS,
+        "latency_ms": {k: {"p50": round(r.p50_ms, 3), "p99": round(r.p99_ms, 3)} for k, r in results.items()},
+        "scenarios": {k: asdict(r) for k, r in results.items()},
+        "mean_flows_per_execution": batch_stats,
+        "seconds_per_scenario": seconds,
+        "cpu_count": os.cpu_count(),
+        "repository": {"instances": opts.instances, "threads": opts.threads,
+                       "max_queue_delay_us": opts.max_queue_delay_us,
+                       "preferred_batch_sizes": list(opts.preferred_batch_sizes)},
+    }
+    for key, r in results.items():
+        report[f"{key}_p50_ms"] = round(r.p50_ms, 3)
+        report[f"{key}_p99_ms"] = round(r.p99_ms, 3)
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'scenario':<18}{'flows/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}"]
+    for key, s in report["scenarios"].items():
+        lines.append(f"{key:<18}{s['flows_per_s']:>12,.0f}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}"
+                     f"{s['requests']:>10}{s['errors']:>8}")
+    lines.append("")
+    for name, value in report["ratios"].items():
+        goal = report["goals"][name]
+        lines.append(f"{name:<20}{value:>8.3f}   goal >= {goal:g}   {'met' if value >= goal else 'NOT met'}")
+    lines.append(f"mean flows per execution: {report['mean_flows_per_execution']}")
+    onnx_only = report["scenarios"]["ceiling"]["notes"].get("onnx_only_flows_per_s")
+    if onnx_only:
+        lines.append(f"ONNX Runtime alone (no preprocessing), batch {BATCH}: {onnx_only:,.0f} flows/s")
+    return "\n".join(lines)

@@ -1,0 +1,29 @@
+"""``moe-ids bench --json``: runs every scenario end to end and reports positive figures (not a timing test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+KEYS = ("ceiling_flows_per_s", "served_batched_flows_per_s", "served_single_flows_per_s",
+        "bare_single_flows_per_s", "baseline_single_flows_per_s")
+SCENARIOS = ("ceiling", "served_batched", "served_single", "bare_single", "baseline_single")
+
+
+def test_bench_json_reports_every_scenario() -> None:
+    proc = subprocess.run([sys.executable, "-m", "moe_ids.cli", "bench", "--json", "--seconds", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)  # exactly one JSON object on stdout
+    for key in KEYS:
+        assert report[key] > 0, key
+    assert set(report["ratios"]) == {"batched_vs_ceiling", "single_vs_bare", "single_vs_baseline"}
+    assert all(value > 0 for value in report["ratios"].values())
+    for name in SCENARIOS:
+        assert report[f"{name}_p50_ms"] > 0 and report[f"{name}_p99_ms"] >= report[f"{name}_p50_ms"]
+        assert report["scenarios"][name]["errors"] == 0, report["scenarios"][name]
