@@ -48,6 +48,12 @@ class HeldOut:
     def __len__(self) -> int:
         return len(self.binary)
 
+    def groups(self) -> dict[str, slice]:
+        """Row ranges of each missing fraction ("missing=0.5": rows of the half-missing copy)."""
+        fractions = self.description.get("missing_fractions", [])
+        n = self.description.get("test_flows", 0)
+        return {f"missing={f:g}": slice(i * n, (i + 1) * n) for i, f in enumerate(fractions)}
+
 
 def held_out_flows(model_dir: Path, missing: tuple[float, ...] = HELD_OUT_MISSING,
                    limit: int | None = None) -> HeldOut:
@@ -158,6 +164,12 @@ def f1_comparison(held: HeldOut, reference: dict[str, np.ndarray], candidate: di
                                                           - candidate[contract.PROBABILITIES]))),
         "tolerance": tolerance,
         "passed": abs(f1_cand - f1_ref) <= tolerance,
+        "by_missing_fraction": {
+            group: {"macro_f1_fp32": binary_report(held.binary[rows], ref_pred[rows])["macro_f1"],
+                    f"macro_f1_{name}": binary_report(held.binary[rows], cand_pred[rows])["macro_f1"],
+                    "agreement": float(np.mean(ref_pred[rows] == cand_pred[rows]))}
+            for group, rows in held.groups().items()
+        },
     }
     if not result["passed"]:
         raise VerificationError(f"{name}: binary macro-F1 {f1_cand:.4f} vs fp32 {f1_ref:.4f} on {len(held)} "

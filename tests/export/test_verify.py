@@ -65,3 +65,12 @@ def test_held_out_refuses_a_model_trained_on_other_data(exported, tmp_path):
     artifacts.write_json(other / artifacts.METADATA, meta)
     with pytest.raises(verify.VerificationError, match="other data"):
         verify.held_out_flows(other, limit=10)
+
+
+def test_int8_report_breaks_down_by_missing_fraction(exported):
+    result = verify.verify_int8(exported.fp32, exported.int8, exported.held)
+    groups = result["by_missing_fraction"]
+    assert list(groups) == [f"missing={f:g}" for f in verify.HELD_OUT_MISSING]
+    # equal-sized groups covering every row: their agreements average to the overall one
+    assert np.mean([g["agreement"] for g in groups.values()]) == pytest.approx(result["agreement"], abs=1e-12)
+    assert all(g["macro_f1_fp32"] > 0.5 for g in groups.values())
