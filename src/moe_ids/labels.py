@@ -9,9 +9,12 @@ flows are port-scan flows and belong to the PortScan family; the raw label is ke
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # annotation only: the Triton Python-backend models import this module without pandas
+    import pandas as pd
 
 BINARY_LABELS: tuple[str, ...] = ("Normal", "Attack")
 FAMILIES: tuple[str, ...] = (
