@@ -115,6 +115,9 @@ def encode_flows(flows: Any, feature_names: Sequence[str], unknown: str = "raise
         return encode_frame(flows, feature_names, unknown), flows.index
     if isinstance(flows, Mapping):
         return encode_records([flows], feature_names, unknown), pd.RangeIndex(1)
+    if isinstance(flows, (str, bytes)):
+        raise InvalidInputError("flows: expected a pandas DataFrame, a list of dicts or a 2-D array, got text "
+                                "(to score a CSV file use `moe-ids score` or moe_ids.data.load_flows)", field="flows")
     if isinstance(flows, np.ndarray) or (isinstance(flows, Sequence) and flows and not isinstance(flows[0], Mapping)):
         x = encode_array(flows, feature_names)
         return x, pd.RangeIndex(x.shape[0])

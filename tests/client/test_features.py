@@ -79,6 +79,12 @@ def test_array_must_have_model_width() -> None:
     assert np.isnan(x).all()
 
 
+def test_text_is_not_a_table() -> None:
+    with pytest.raises(InvalidInputError, match="load_flows") as info:
+        encode_flows("flows.csv", FEATURE_NAMES)
+    assert info.value.field == "flows"
+
+
 def test_dataframe_index_is_kept(real_rows: pd.DataFrame) -> None:
     frame = real_rows.set_axis([f"flow-{i}" for i in range(len(real_rows))])
     _, index = encode_flows(frame, FEATURE_NAMES)
