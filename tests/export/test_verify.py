@@ -74,3 +74,16 @@ def test_int8_report_breaks_down_by_missing_fraction(exported):
     # equal-sized groups covering every row: their agreements average to the overall one
     assert np.mean([g["agreement"] for g in groups.values()]) == pytest.approx(result["agreement"], abs=1e-12)
     assert all(g["macro_f1_fp32"] > 0.5 for g in groups.values())
+
+
+def test_argmax_flip_counts_only_away_from_a_tie():
+    probs = np.array([[0.5, 0.5], [0.9, 0.1]], dtype=np.float32)
+    ref = {name: np.zeros((2, verify.contract.OUTPUT_WIDTHS[name]), dtype=np.float32)
+           for name in verify.contract.ONNX_OUTPUTS}
+    ref[verify.contract.PROBABILITIES] = probs
+    ref[verify.contract.PREDICTED_CLASS] = np.array([[0], [0]])
+    tie_flip = {**ref, verify.contract.PREDICTED_CLASS: np.array([[1], [0]])}
+    real_flip = {**ref, verify.contract.PREDICTED_CLASS: np.array([[0], [1]])}
+    assert verify.compare_outputs(ref, tie_flip, tie_margin=2e-5)[verify.contract.PREDICTED_CLASS] == 0.0
+    assert verify.compare_outputs(ref, real_flip, tie_margin=2e-5)[verify.contract.PREDICTED_CLASS] == 1.0
+    assert verify.compare_outputs(ref, tie_flip)[verify.contract.PREDICTED_CLASS] == 1.0
