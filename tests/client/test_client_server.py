@@ -18,6 +18,7 @@ from moe_ids.client import (
     ModelNotReadyError,
     MoEClient,
     Prediction,
+    RequestTimeoutError,
     ServerUnavailableError,
     analyze,
 )
@@ -161,6 +162,13 @@ def test_unreachable_server(protocol: str) -> None:
     assert client.health()["live"] is False
     with pytest.raises(ServerUnavailableError, match=str(port)):
         client.predict({"Flow Duration": 1})
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_too_slow_answer_is_a_timeout(triton_server, protocol: str) -> None:
+    client = MoEClient(url_of(triton_server, protocol), protocol=protocol, timeout=1e-4, retries=0)
+    with pytest.raises(RequestTimeoutError, match="did not answer in time"):
+        client.predict_batch(np.zeros((4096, len(FEATURE_NAMES))), batch_size=4096)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
