@@ -84,6 +84,7 @@ class HistoryPoint:
     p95_ms: float
     p99_ms: float
     total_requests: int = 0
+    timestamp: float = 0.0  # unix time
 
 
 def read_history(path: Path, name: str = AGGREGATED) -> list[HistoryPoint]:
@@ -98,5 +99,5 @@ def read_history(path: Path, name: str = AGGREGATED) -> list[HistoryPoint]:
             t0 = ts if t0 is None else t0
             points.append(HistoryPoint(ts - t0, int(_num(row["User Count"]) or 0), _num(row["Requests/s"]),
                                        _num(row["Failures/s"]), _num(row["50%"]), _num(row["95%"]),
-                                       _num(row["99%"]), int(_num(row.get("Total Request Count")) or 0)))
+                                       _num(row["99%"]), int(_num(row.get("Total Request Count")) or 0), ts))
     return points

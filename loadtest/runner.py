@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from moe_ids.contract import DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_HTTP_PORT
 from moe_ids.loadtest import gates as gates_mod
-from moe_ids.loadtest import server_stats
+from moe_ids.loadtest import resources, server_stats
 from moe_ids.loadtest.locust_csv import AGGREGATED, aggregated_flows_per_s, read_history, read_stats
 from moe_ids.loadtest.scenarios import get_scenario
 from moe_ids.loadtest.schedule import ShapePlan
@@ -226,21 +226,28 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 def run_loadtest(cfg: LoadTestConfig) -> LoadTestResult:
     """Run the configured test and write reports, plot and summary.json; gates decide ``passed``."""
-    scenario = get_scenario(cfg.scenario)
-    plan = cfg.plan()  # validates users / duration / shape options before anything starts
+    get_scenario(cfg.scenario)
+    cfg.plan()  # validates users / duration / shape options before anything starts
     if cfg.workers < 0:
         raise ValueError(f"workers: must be 0 or more, got {cfg.workers}")
-    gates = gates_mod.resolve_gates(cfg.scenario, cfg.gates_file, cfg.gate_overrides)
+    gates_mod.resolve_gates(cfg.scenario, cfg.gates_file, cfg.gate_overrides)  # a bad gates file fails now
     if cfg.serve and cfg.host:
         raise ValueError("host: give either --serve (start a local server) or --host, not both")
     host_url = None if cfg.serve else normalize_host(cfg.host, cfg.protocol)
     out = Path(cfg.out or default_out_dir(cfg.scenario)).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
+    samples: list[resources.Sample] = []
+    server_pid = None
     with contextlib.ExitStack() as stack:
         if cfg.serve:
             server = stack.enter_context(local_server(cfg, out))
             host_url = normalize_host(server.grpc_url if cfg.protocol == "grpc" else server.http_url, cfg.protocol)
+            server_pid = server.pid
+            sampler = resources.ResourceSampler(server.pid, interval=min(5.0, max(1.0, cfg.duration_s / 30)))
+            stack.callback(sampler.stop)
+            sampler.start()
+            samples = sampler.samples
         assert host_url is not None
         stats_url = host_url.split("://", 1)[1]
         before = server_stats.snapshot(cfg.protocol, stats_url)
@@ -248,36 +255,55 @@ def run_loadtest(cfg: LoadTestConfig) -> LoadTestResult:
         code = run_locust(cfg, host_url, out)
         wall = time.time() - started
         after = server_stats.snapshot(cfg.protocol, stats_url)
+    if samples:
+        resources.write_samples(samples, out / "server_resources.csv")
+    run = {"host": host_url, "served_locally": cfg.serve, "server_pid": server_pid, "wall_s": round(wall, 1),
+           "locust_exit_code": code,
+           "server": server_stats.difference(before, after), "server_resources": resources.summarize(samples)}
+    return analyze(cfg, out, run)
 
+
+def analyze(cfg: LoadTestConfig, out: Path, run: dict[str, Any] | None = None) -> LoadTestResult:
+    """Gates, plot and summary.json from the Locust CSVs in ``out`` (of this run, or of an earlier or
+    multi-machine one whose CSV prefix was ``out/locust``)."""
+    scenario = get_scenario(cfg.scenario)
+    plan = cfg.plan()
+    gates = gates_mod.resolve_gates(cfg.scenario, cfg.gates_file, cfg.gate_overrides)
+    if run is None:  # re-analysis: keep what the original run recorded about itself
+        keys = ("host", "served_locally", "server_pid", "wall_s", "locust_exit_code", "server", "server_resources")
+        previous = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+        run = {k: previous.get(k) for k in keys}
+        run["host"] = run["host"] or cfg.host or "-"
+        run["server"], run["server_resources"] = run["server"] or {}, run["server_resources"] or {}
     stats_csv = out / f"{CSV_PREFIX}_stats.csv"
     if not stats_csv.exists():
-        raise LoadTestError(f"Locust wrote no statistics (exit code {code}):\n{_tail(out / 'locust.log')}")
-    batches = {k.name: k.batch for k in scenario.kinds}
-    rows = read_stats(stats_csv, batches)
+        raise LoadTestError(f"no Locust statistics at {stats_csv} (Locust exit code {run['locust_exit_code']})"
+                            f"\n{_tail(out / 'locust.log')}")
+    rows = read_stats(stats_csv, {k.name: k.batch for k in scenario.kinds})
     results = gates_mod.evaluate(gates, rows)
     passed = bool(results) and all(r.passed for r in results)
     plot_path = None
-    history = read_history(out / f"{CSV_PREFIX}_stats_history.csv")
+    history = read_history(out / f"{CSV_PREFIX}_stats_history.csv") if (
+        out / f"{CSV_PREFIX}_stats_history.csv").exists() else []
     if history:
         from moe_ids.loadtest.plots import plot_history
 
+        memory = resources.read_samples(out / "server_resources.csv")
         plot_path = plot_history(history, out / "latency.png",
                                  f"moe-ids loadtest: {cfg.scenario} over {cfg.protocol}, {cfg.shape} "
-                                 f"shape, {cfg.users} users")
+                                 f"shape, {cfg.users} users", memory)
     summary = {
         "scenario": cfg.scenario,
         "description": scenario.description,
         "protocol": cfg.protocol,
-        "host": host_url,
-        "served_locally": cfg.serve,
+        **{k: run[k] for k in ("host", "served_locally", "server_pid", "wall_s", "locust_exit_code")},
         "shape": asdict(plan),
         "workers": cfg.workers,
         "imputation": cfg.imputation,
-        "wall_s": round(wall, 1),
-        "locust_exit_code": code,
         "requests": {name: row.to_dict() for name, row in rows.items()},
         "flows_per_s": aggregated_flows_per_s(rows),
-        "server": server_stats.difference(before, after),
+        "server": run["server"],
+        "server_resources": run["server_resources"],
         "gates": [r.to_dict() for r in results],
         "passed": passed,
         "files": {"html": "report.html", "plot": plot_path.name if plot_path else None,
@@ -297,7 +323,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"host={summary['host']}{' (started here)' if summary['served_locally'] else ''}",
         f"  {summary['description']}",
         f"  shape={shape['shape']}  users={shape['users']}  spawn-rate={shape['spawn_rate']:g}  "
-        f"run-time={shape['duration']:g}s  workers={summary['workers']}  wall={summary['wall_s']}s",
+        f"run-time={shape['duration']:g}s  workers={summary['workers']}"
+        + (f"  wall={summary['wall_s']}s" if summary["wall_s"] is not None else ""),
         "",
         f"  {'request':<30} {'reqs':>8} {'fails':>7} {'req/s':>9} {'flows/s':>10} "
         f"{'p50':>6} {'p95':>6} {'p99':>6} {'max':>7}  (ms)",
@@ -316,6 +343,11 @@ def format_summary(summary: dict[str, Any]) -> str:
             batch = f"{s['mean_batch']:.1f}" if s["executions"] else "-"
             lines.append(f"  {model:<30} {s['requests']:>9} {s['flows']:>9} {batch:>11} "
                          f"{s['mean_queue_ms']:>9.2f} {s['mean_compute_ms']:>11.2f}")
+    res = summary.get("server_resources") or {}
+    if res:
+        lines += ["", f"  server memory {res['rss_start_mb']:.0f} -> {res['rss_end_mb']:.0f} MB "
+                      f"(peak {res['rss_peak_mb']:.0f}, growth {res['rss_growth_mb']:+.0f}), "
+                      f"CPU {res['cpu_cores_mean']:.2f} cores"]
     lines += ["", "  SLO gates:"]
     lines += [f"    {g_line(g)}" for g in summary["gates"]] or ["    (none)"]
     verdict = "PASSED" if summary["passed"] else "FAILED"

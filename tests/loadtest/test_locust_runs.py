@@ -44,6 +44,13 @@ def test_smoke_mixed_passes_its_gates_and_writes_reports(triton_server, tmp_path
     with open(out / "locust_stats_history.csv") as fh:
         assert sum(1 for row in csv.DictReader(fh) if row["Name"] == "Aggregated") >= 15
 
+    # re-analysing the same CSVs with a stricter flag fails that gate, keeps the run's server figures
+    code, again = loadtest(out, "--analyze", str(out), "--scenario", "mixed", "--users", "6",
+                           "--duration", "20s", "--max-p99-ms", "0.5")
+    assert code == 1 and not again["passed"]
+    assert [g["key"] for g in again["gates"] if not g["passed"]] == ["max_p99_ms"]
+    assert again["server"] == summary["server"] and again["requests"] == summary["requests"]
+
 
 def test_bad_requests_fail_the_gates_and_the_server_stays_up(triton_server, tmp_path: Path) -> None:
     out = tmp_path / "bad"
@@ -84,3 +91,15 @@ def test_grpc_users_report_in_distributed_mode(triton_server, tmp_path: Path) ->
         assert "Got quit message from master" in (out / f"locust-worker-{i}.log").read_text()  # stopped cleanly
     with open(out / "locust_stats.csv") as fh:
         assert {r["Type"] for r in csv.DictReader(fh) if r["Name"] != "Aggregated"} == {"gRPC"}
+
+
+def test_serve_starts_and_stops_its_own_server(tmp_path: Path) -> None:
+    """--serve: a server on free ports for the run only, its memory sampled, gone afterwards."""
+    out = tmp_path / "serve"
+    code, summary = loadtest(out, "--serve", "--scenario", "realtime", "--protocol", "grpc", "--shape", "spike",
+                             "--users", "6", "--duration", "8s")
+    assert summary["served_locally"] and summary["requests"]["single"]["failures"] == 0
+    assert code == 0
+    assert summary["server_resources"]["rss_end_mb"] > 50
+    assert (out / "server_resources.csv").exists() and (out / "tritonserver.log").exists()
+    assert not Path(f"/proc/{summary['server_pid']}").exists()  # stopped when the run ended

@@ -52,13 +52,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     for key, text in GATE_FLAGS.items():
         p.add_argument(f"--{key.replace('_', '-')}", type=float, default=None, help=text)
     p.add_argument("--flow-seed", type=int, default=0, help="seed of the flows and NaN patterns sent")
+    p.add_argument("--analyze", type=Path, default=None, metavar="DIR",
+                   help="run nothing: apply the gates, plot and summary to Locust CSVs already in DIR "
+                        "(written with --csv DIR/locust, e.g. by a multi-machine run)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from moe_ids.loadtest.runner import LoadTestConfig, LoadTestError, format_summary, parse_duration, run_loadtest
+    from moe_ids.loadtest.runner import (
+        LoadTestConfig,
+        LoadTestError,
+        analyze,
+        format_summary,
+        parse_duration,
+        run_loadtest,
+    )
 
     shape_options = {k: getattr(args, k) for k in ("step_count", "spike_base_users", "spike_start",
                                                    "spike_length", "soak_ramp") if getattr(args, k) is not None}
@@ -69,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             serve=args.serve, model_dir=args.model_dir, gates_file=args.gates,
             gate_overrides={k: getattr(args, k) for k in GATE_FLAGS}, workers=args.workers,
             imputation=args.imputation, flow_seed=args.flow_seed, shape_options=shape_options)
-        result = run_loadtest(cfg)
+        result = analyze(cfg, args.analyze.resolve()) if args.analyze else run_loadtest(cfg)
     except (ValueError, LoadTestError) as exc:
         print(f"moe-ids loadtest: {exc}", file=sys.stderr)
         return 2
