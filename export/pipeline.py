@@ -95,17 +95,26 @@ def _export_and_check(model_dir: Path, report: dict, int8: bool, tensorrt: str, 
     report["tensorrt"] = _tensorrt(model_dir, fp32_path, held, reference, tensorrt, max_batch_size, log)
 
     if bench_seconds > 0:
-        from moe_ids.export.throughput import compare_throughput
+        report["throughput"] = _throughput(fp32_path, int8_path if int8 else None, held, bench_seconds, log)
 
-        paths = {"fp32": fp32_path, **({"int8": int8_path} if int8 else {})}
-        rates = compare_throughput(paths, held.inputs, batch=1024, seconds=bench_seconds)
-        bench = {"batch": 1024, "threads": 2, "flows_per_s": {k: round(v) for k, v in rates.items()}}
-        if "int8" in rates:
-            bench["int8_speedup"] = round(rates["int8"] / rates["fp32"], 2)
-        report["throughput"] = bench
-        log("in-process ONNX Runtime, batch 1024, 2 threads: "
-            + ", ".join(f"{k} {v:,.0f} flows/s" for k, v in rates.items())
-            + (f"; int8/fp32 {bench['int8_speedup']:.2f}x" if "int8_speedup" in bench else ""))
+
+def _throughput(fp32_path: Path, int8_path: Path | None, held: verify.HeldOut, seconds: float,
+                log: Callable[[str], None]) -> dict:
+    from moe_ids.export.throughput import DEFAULT_THREADS, compare_throughput, load_average
+
+    paths = {"fp32": fp32_path, **({"int8": int8_path} if int8_path else {})}
+    stats = compare_throughput(paths, held.inputs, batch=1024, seconds=seconds, threads=DEFAULT_THREADS)
+    bench = {"batch": 1024, "threads": DEFAULT_THREADS, "seconds": seconds, "load_average_1m": load_average(),
+             **{name: {k: round(v) for k, v in s.items()} for name, s in stats.items()}}
+    line = ", ".join(f"{k} {s['flows_per_s']:,.0f} flows/s" for k, s in stats.items())
+    if int8_path:
+        bench["int8_speedup"] = round(stats["int8"]["flows_per_s"] / stats["fp32"]["flows_per_s"], 2)
+        bench["int8_speedup_per_cpu_s"] = round(stats["int8"]["flows_per_cpu_s"] / stats["fp32"]["flows_per_cpu_s"], 2)
+        line += (f"; int8/fp32 {bench['int8_speedup']:.2f}x wall clock, "
+                 f"{bench['int8_speedup_per_cpu_s']:.2f}x per CPU-second")
+    log(f"in-process ONNX Runtime, batch 1024, {DEFAULT_THREADS} threads: {line} "
+        f"(load average {bench['load_average_1m']})")
+    return bench
 
 
 def _tensorrt(model_dir: Path, fp32_path: Path, held: verify.HeldOut, reference: dict, mode: str,

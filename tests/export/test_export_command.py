@@ -25,7 +25,8 @@ def test_export_command_writes_verified_models_and_report(model_dir, tmp_path, c
     assert report["fp32_check"]["max_abs_diff_overall"] <= 1e-5
     assert abs(report["int8_check"]["macro_f1_delta"]) <= 0.002
     assert report["onnx_int8"]["integer_ops"]["MatMulInteger"] > 0
-    assert report["throughput"]["int8_speedup"] > 0
+    assert report["throughput"]["int8_speedup"] > 0 and report["throughput"]["int8_speedup_per_cpu_s"] > 0
+    assert report["throughput"]["fp32"]["flows_per_s"] > 0
     assert (target / artifacts.ONNX_FP32).is_file() and (target / artifacts.ONNX_INT8).is_file()
     if tensorrt_engine.unavailable_reason():
         assert report["tensorrt"]["reason"].startswith("skipped TensorRT engine:")
@@ -48,4 +49,7 @@ def test_throughput_helpers_report_flows_per_second(exported):
     assert math.isfinite(rate) and rate > 0
     rates = compare_throughput({"fp32": exported.fp32, "int8": exported.int8}, inputs, batch=256, seconds=0.4,
                                rounds=2)
-    assert set(rates) == {"fp32", "int8"} and all(r > 0 for r in rates.values())
+    assert set(rates) == {"fp32", "int8"}
+    for stats in rates.values():
+        assert 0 < stats["flows_per_s"] <= stats["best_flows_per_s"]
+        assert stats["flows_per_cpu_s"] > 0
