@@ -19,8 +19,9 @@ Identifier columns (``Flow ID``, IPs, ports, ``Timestamp``, ``id``, ``Protocol``
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 Group = Literal["tabular", "temporal"]
 
