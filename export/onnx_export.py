@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -118,29 +119,30 @@ def export_onnx(model_dir: Path, output: Path | None = None, exporter: str = "au
     output = Path(output) if output is not None else model_dir / artifacts.ONNX_FP32
     module = serving_module(artifacts.load_model(model_dir))
     inputs = tuple(torch.from_numpy(a) for a in example_inputs())
-    tmp = output.with_suffix(".onnx.tmp")
     used = "torchscript" if exporter == "torchscript" else "dynamo"
-    with torch.no_grad():
-        if used == "dynamo":
-            try:
-                _export_dynamo(module, inputs, tmp)
-            except Exception as exc:
-                if exporter == "dynamo":
-                    raise
-                log(f"torch.export-based ONNX export failed ({type(exc).__name__}: {exc}); "
-                    "using the TorchScript exporter")
-                used = "torchscript"
-        if used == "torchscript":
-            _export_torchscript(module, inputs, tmp)
-    graph = onnx.load(str(tmp))
-    graph.producer_name = "moe-ids"
-    graph.doc_string = "Mixture-of-Experts intrusion detector (CIC-IDS2017 flow features)"
-    del graph.metadata_props[:]
-    for key, value in {**_metadata(model_dir), "exporter": f"torch {torch.__version__} {used}"}.items():
-        graph.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(graph, full_check=True)
-    onnx.save(graph, str(tmp))
-    tmp.replace(output)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as work:
+        tmp = Path(work) / "model.onnx"
+        with torch.no_grad():
+            if used == "dynamo":
+                try:
+                    _export_dynamo(module, inputs, tmp)
+                except Exception as exc:
+                    if exporter == "dynamo":
+                        raise
+                    log(f"torch.export-based ONNX export failed ({type(exc).__name__}: {exc}); "
+                        "using the TorchScript exporter")
+                    used = "torchscript"
+            if used == "torchscript":
+                _export_torchscript(module, inputs, tmp)
+        graph = onnx.load(str(tmp))
+        graph.producer_name = "moe-ids"
+        graph.doc_string = "Mixture-of-Experts intrusion detector (CIC-IDS2017 flow features)"
+        del graph.metadata_props[:]
+        for key, value in {**_metadata(model_dir), "exporter": f"torch {torch.__version__} {used}"}.items():
+            graph.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(graph, full_check=True)
+        onnx.save(graph, str(tmp))
+        tmp.replace(output)  # atomic: a server reading model.onnx never sees half a file
     return output
 
 

@@ -11,6 +11,7 @@ silent fallback.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -136,34 +137,26 @@ def quantize_int8(fp32_path: Path, output: Path, weight_type: str = WEIGHT_TYPE)
 
     fp32_path, output = Path(fp32_path), Path(output)
     rewritten = gemm_to_matmul(onnx.load(str(fp32_path)))
-    staging = output.with_name(output.stem + ".matmul.onnx")
-    tmp = output.with_suffix(".onnx.tmp")
-    onnx.save(rewritten, str(staging))
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # quantize_dynamic logs advice about static-quantisation pre-processing
-    try:
-        quantize_dynamic(
-            str(staging),
-            str(tmp),
-            weight_type=getattr(QuantType, weight_type),
-            per_channel=False,
-            op_types_to_quantize=["MatMul"],
-        )
-    finally:
-        root.setLevel(level)
-        staging.unlink(missing_ok=True)
-    quantized = onnx.load(str(tmp))
-    del quantized.metadata_props[:]
-    for prop in onnx.load(str(fp32_path), load_external_data=False).metadata_props:
-        quantized.metadata_props.add(key=prop.key, value=prop.value)
-    quantized.metadata_props.add(key="quantization", value=f"dynamic int8 (weights {weight_type}, activations uint8)")
-    onnx.checker.check_model(quantized)
-    onnx.save(quantized, str(tmp))
-    try:
+    # work files beside the output (same filesystem: the final rename is atomic), removed whatever happens
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as work:
+        staging, tmp = Path(work) / "matmul.onnx", Path(work) / "int8.onnx"
+        onnx.save(rewritten, str(staging))
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quantize_dynamic logs advice about static-quantisation pre-processing
+        try:
+            quantize_dynamic(str(staging), str(tmp), weight_type=getattr(QuantType, weight_type),
+                             per_channel=False, op_types_to_quantize=["MatMul"])
+        finally:
+            root.setLevel(level)
+        quantized = onnx.load(str(tmp))
+        del quantized.metadata_props[:]
+        for prop in onnx.load(str(fp32_path), load_external_data=False).metadata_props:
+            quantized.metadata_props.add(key=prop.key, value=prop.value)
+        quantized.metadata_props.add(key="quantization",
+                                     value=f"dynamic int8 (weights {weight_type}, activations uint8)")
+        onnx.checker.check_model(quantized)
+        onnx.save(quantized, str(tmp))
         integer = verify_integer_ops(tmp)
-    except QuantizationError:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(output)
+        tmp.replace(output)
     return integer

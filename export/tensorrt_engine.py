@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def build_engine(onnx_path: Path, plan_path: Path, max_batch_size: int = DEFAULT
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
     plan_path = Path(plan_path)
-    tmp = plan_path.with_suffix(".plan.tmp")
+    tmp = plan_path.with_name(f".{plan_path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(bytes(serialized))
     tmp.replace(plan_path)
     return EngineResult(built=True, reason="", path=str(plan_path), tensorrt_version=trt.__version__,
