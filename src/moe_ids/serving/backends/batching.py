@@ -29,6 +29,15 @@ def split(array: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     return [array[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
 
 
+def inputs_by_name(request) -> dict:
+    """A request's input tensors by name, from one ``inputs()`` call.
+
+    ``pb_utils.get_input_tensor_by_name`` walks ``request.inputs()`` afresh on every call (a C++ round trip
+    building every input's wrapper), which adds up to microseconds per request at thousands of requests/s.
+    """
+    return {tensor.name(): tensor for tensor in request.inputs()}
+
+
 def invalid_argument(pb_utils, message: str):
     """An error response Triton reports as a client error (HTTP 400 / gRPC INVALID_ARGUMENT), not a crash."""
     code = getattr(pb_utils.TritonError, "INVALID_ARG", None)

@@ -27,8 +27,9 @@ from moe_ids.preprocessing import (
     strategy_code,
     validate_features,
 )
-from moe_ids.serving.backends.batching import concat, invalid_argument, row_offsets, split
+from moe_ids.serving.backends.batching import concat, inputs_by_name, invalid_argument, row_offsets, split
 from moe_ids.serving.monitoring import Monitor, load_drift_reference
+from moe_ids.serving.repository import PARAM_DEFAULT_STRATEGY, PARAM_STATS_FILE, STATS_FILE
 
 PARAMETER_IMPUTATION = "imputation"  # request parameter alternative to the IMPUTATION tensor
 
@@ -66,7 +67,10 @@ def batch_codes(codes: list[int | np.ndarray], sizes: list[int]) -> int | np.nda
 
 def _request_parameter(request, key: str) -> Any:
     try:
-        params = json.loads(request.parameters() or "{}")
+        text = request.parameters()
+        if not text or text == "{}":
+            return None
+        params = json.loads(text)
     except (AttributeError, ValueError):
         return None
     return params.get(key)
@@ -82,8 +86,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         version_dir = Path(args["model_repository"]) / str(args["model_version"])
-        stats = PreprocessingStats.from_json(version_dir / params.get("preprocessing_file", "preprocessing.json"))
-        default = params.get("default_imputation") or stats.default_strategy
+        stats = PreprocessingStats.from_json(version_dir / params.get(PARAM_STATS_FILE, STATS_FILE))
+        default = params.get(PARAM_DEFAULT_STRATEGY) or stats.default_strategy
         self.preprocessor = Preprocessor(stats)
         self.default_code = strategy_code(default)
         # missing/imputed/out-of-range counts and PSI drift, published at Triton's /metrics
@@ -91,11 +95,12 @@ class TritonPythonModel:
                                                 reference=load_drift_reference(version_dir))
 
     def _read(self, request) -> tuple[np.ndarray, int | np.ndarray]:
-        tensor = self.pb.get_input_tensor_by_name(request, INPUT_FEATURES)
+        tensors = inputs_by_name(request)
+        tensor = tensors.get(INPUT_FEATURES)
         if tensor is None:
             raise PreprocessingError(f"{INPUT_FEATURES}: missing input")
         x = validate_features(tensor.as_numpy())
-        imputation = self.pb.get_input_tensor_by_name(request, INPUT_IMPUTATION)
+        imputation = tensors.get(INPUT_IMPUTATION)
         values = None if imputation is None else imputation.as_numpy()
         codes = request_codes(values, _request_parameter(request, PARAMETER_IMPUTATION), x.shape[0],
                               self.default_code)
