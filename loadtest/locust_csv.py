@@ -87,17 +87,33 @@ class HistoryPoint:
     timestamp: float = 0.0  # unix time
 
 
+RATE_WINDOW = 3  # samples (~seconds) over which throughput is averaged: workers report every 3 s
+
+
 def read_history(path: Path, name: str = AGGREGATED) -> list[HistoryPoint]:
-    """The per-second samples of ``name`` from ``_stats_history.csv``."""
+    """The per-second samples of ``name`` from ``_stats_history.csv``.
+
+    Locust's own ``Requests/s`` column is a trailing average that lags a spike by up to ten seconds; where
+    the file has running totals, throughput is recomputed from them over the last RATE_WINDOW samples.
+    """
     points: list[HistoryPoint] = []
     t0: float | None = None
+    totals: list[tuple[float, float, float]] = []  # timestamp, total requests, total failures
     with open(path, newline="") as fh:
         for row in csv.DictReader(fh):
             if row.get("Name") != name:
                 continue
             ts = _num(row["Timestamp"])
             t0 = ts if t0 is None else t0
-            points.append(HistoryPoint(ts - t0, int(_num(row["User Count"]) or 0), _num(row["Requests/s"]),
-                                       _num(row["Failures/s"]), _num(row["50%"]), _num(row["95%"]),
-                                       _num(row["99%"]), int(_num(row.get("Total Request Count")) or 0), ts))
+            rps, fps = _num(row["Requests/s"]), _num(row["Failures/s"])
+            total, failed = _num(row.get("Total Request Count")), _num(row.get("Total Failure Count"))
+            if not math.isnan(total):
+                totals.append((ts, total, 0.0 if math.isnan(failed) else failed))
+                first = totals[max(0, len(totals) - 1 - RATE_WINDOW)]
+                if ts > first[0]:
+                    rps = (total - first[1]) / (ts - first[0])
+                    fps = (totals[-1][2] - first[2]) / (ts - first[0])
+            points.append(HistoryPoint(ts - t0, int(_num(row["User Count"]) or 0), rps, fps, _num(row["50%"]),
+                                       _num(row["95%"]), _num(row["99%"]), 0 if math.isnan(total) else int(total),
+                                       ts))
     return points

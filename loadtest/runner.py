@@ -239,6 +239,7 @@ def run_loadtest(cfg: LoadTestConfig) -> LoadTestResult:
 
     samples: list[resources.Sample] = []
     server_pid = None
+    memory = None
     with contextlib.ExitStack() as stack:
         if cfg.serve:
             server = stack.enter_context(local_server(cfg, out))
@@ -248,6 +249,10 @@ def run_loadtest(cfg: LoadTestConfig) -> LoadTestResult:
             stack.callback(sampler.stop)
             sampler.start()
             samples = sampler.samples
+            if cfg.scenario == "soak":  # RSS per process (server, each backend stub): moe_ids.serving.soak
+                from moe_ids.serving.soak import MemorySampler
+
+                memory = stack.enter_context(MemorySampler(server.pid, interval=sampler.interval))
         assert host_url is not None
         stats_url = host_url.split("://", 1)[1]
         before = server_stats.snapshot(cfg.protocol, stats_url)
@@ -260,7 +265,12 @@ def run_loadtest(cfg: LoadTestConfig) -> LoadTestResult:
     run = {"host": host_url, "served_locally": cfg.serve, "server_pid": server_pid, "wall_s": round(wall, 1),
            "locust_exit_code": code,
            "server": server_stats.difference(before, after), "server_resources": resources.summarize(samples)}
-    return analyze(cfg, out, run)
+    result = analyze(cfg, out, run)
+    if memory is not None:
+        from moe_ids.serving.soak import record_soak_memory
+
+        record_soak_memory(result, memory.samples, cfg.duration_s)
+    return result
 
 
 def analyze(cfg: LoadTestConfig, out: Path, run: dict[str, Any] | None = None) -> LoadTestResult:
@@ -348,6 +358,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines += ["", f"  server memory {res['rss_start_mb']:.0f} -> {res['rss_end_mb']:.0f} MB "
                       f"(peak {res['rss_peak_mb']:.0f}, growth {res['rss_growth_mb']:+.0f}), "
                       f"CPU {res['cpu_cores_mean']:.2f} cores"]
+    if summary.get("memory"):
+        from moe_ids.serving.soak import format_report
+
+        lines += ["", format_report(summary["memory"])]
     lines += ["", "  SLO gates:"]
     lines += [f"    {g_line(g)}" for g in summary["gates"]] or ["    (none)"]
     verdict = "PASSED" if summary["passed"] else "FAILED"

@@ -77,6 +77,15 @@ def _build() -> dict[str, Scenario]:
         "bad-request", "one request in four is malformed; proves the gates fail and the server stays up",
         (RequestKind("valid", 1, priority=rt, weight=3),
          RequestKind("malformed", 1, priority=rt, weight=1, malformed=True))))
+    scenarios.append(Scenario(
+        "soak", "steady mixed traffic for a long run (--shape soak); per-process server memory must not grow",
+        (RequestKind("realtime", 1, priority=rt, weight=80),
+         RequestKind("missing50", 1, missing=0.5, priority=rt, weight=12),
+         RequestKind("bulk256", 256, missing=0.2, imputation="mean", priority=bulk, weight=8))))
+    scenarios.append(Scenario(
+        "overload", "open-loop 256-flow requests at ~3x the measured capacity (loadtest/overload.py): "
+        "every request answered or rejected by the queue policy, no process dies",
+        (RequestKind("overload", 256, priority=rt),)))
     return {s.name: s for s in scenarios}
 
 

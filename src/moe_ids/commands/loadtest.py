@@ -22,9 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "loadtest", help="load-test the served model with Locust; reports, plot and SLO gates",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Runs Locust headless against the moe_ids ensemble on this machine and applies the "
-                    "scenario's SLO gates (loadtest/gates.json). Scenarios: " + "; ".join(
-                        f"{s.name}: {s.description}" for s in SCENARIOS.values()))
+                    "scenario's SLO gates\n(loadtest/gates.json). Exit status: 0 gates passed, 1 a gate failed, "
+                    "2 the run could not be done.\n\nscenarios:\n" + "\n".join(
+                        f"  {s.name:<14} {s.description}" for s in SCENARIOS.values()))
     p.add_argument("--scenario", choices=list(SCENARIOS), default="realtime")
     p.add_argument("--protocol", choices=("http", "http-json", "grpc"), default="http",
                    help="http: KServe v2 binary tensors; http-json: KServe v2 JSON; grpc: tritonclient gRPC")
