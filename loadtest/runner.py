@@ -255,6 +255,9 @@ def run_loadtest(cfg: LoadTestConfig) -> LoadTestResult:
                 memory = stack.enter_context(MemorySampler(server.pid, interval=sampler.interval))
         assert host_url is not None
         stats_url = host_url.split("://", 1)[1]
+        problem = server_stats.model_ready(cfg.protocol, stats_url)
+        if problem:
+            raise LoadTestError(f"{problem}; start one with `moe-ids serve` or pass --serve")
         before = server_stats.snapshot(cfg.protocol, stats_url)
         started = time.time()
         code = run_locust(cfg, host_url, out)

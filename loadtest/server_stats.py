@@ -9,6 +9,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from moe_ids.contract import ENSEMBLE_MODEL
+
+
+def model_ready(protocol: str, url: str) -> str | None:
+    """None when the ensemble is ready to serve at ``url``, else why not (checked before any load is sent)."""
+    try:
+        if protocol == "grpc":
+            import tritonclient.grpc as grpcclient
+
+            client = grpcclient.InferenceServerClient(url)
+            ready = client.is_model_ready(ENSEMBLE_MODEL, client_timeout=5)
+        else:
+            import tritonclient.http as httpclient
+
+            client = httpclient.InferenceServerClient(url, connection_timeout=5, network_timeout=5)
+            ready = client.is_model_ready(ENSEMBLE_MODEL)
+        client.close()
+    except Exception as exc:  # noqa: BLE001 - any failure to ask means the server is not usable
+        return f"no Triton server answers at {url} ({type(exc).__name__}: {exc})"
+    return None if ready else f"model {ENSEMBLE_MODEL!r} is not ready on {url}"
+
 
 def snapshot(protocol: str, url: str) -> dict[str, dict[str, int]] | None:
     """Cumulative counters per model (None when the server cannot be asked; a run never fails on this)."""

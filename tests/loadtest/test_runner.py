@@ -71,3 +71,16 @@ def test_cli_refuses_remote_hosts_and_bad_options(tmp_path: Path, capsys: pytest
     assert main(["loadtest", "--shape", "spike", "--spike-start", "0.9", "--out", str(tmp_path / "r")]) == 2
     assert "spike" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_no_server_is_an_error_not_a_gate_failure(tmp_path: Path, protocol: str,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["loadtest", "--protocol", protocol, "--host", f"127.0.0.1:{port}", "--out", str(tmp_path)]) == 2
+    assert "no Triton server answers" in capsys.readouterr().err
+    assert not (tmp_path / "locust.log").exists()  # Locust never started
