@@ -319,3 +319,17 @@ def test_kustomize_renders() -> None:
     kinds = [d["kind"] for d in yaml.safe_load_all(done.stdout) if d]
     assert {"Namespace", "Deployment", "Service", "HorizontalPodAutoscaler", "PodMonitor"} <= set(kinds)
     assert "registry.example.com/moe-ids/moe-ids-triton:0.1.0-gpu-onnx" in done.stdout
+
+
+def test_dashboard_and_autoscaler_queries_parse_as_promql() -> None:
+    promql = pytest.importorskip("promql_parser")
+    dashboard = json.loads((DOCKER / "grafana/dashboards/moe-ids.json").read_text())
+    queries = [t["expr"] for p in dashboard["panels"] if p["type"] != "row" for t in p["targets"]]
+    # prometheus-adapter fills in its templates before querying
+    rule = adapter_rule()["metricsQuery"].replace("<<.GroupBy>>", "namespace, pod")
+    queries.append(rule.replace("<<.LabelMatchers>>", 'namespace="moe-ids", pod=~"moe-ids-triton-.*"'))
+    assert len(queries) >= 20
+    for query in queries:
+        promql.parse(query)  # raises ValueError naming the problem
+    with pytest.raises(ValueError):
+        promql.parse("sum(rate(nv_inference_count[1m])")
