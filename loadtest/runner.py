@@ -317,6 +317,7 @@ def analyze(cfg: LoadTestConfig, out: Path, run: dict[str, Any] | None = None) -
         "flows_per_s": aggregated_flows_per_s(rows),
         "server": run["server"],
         "server_resources": run["server_resources"],
+        "load_generator_cpu_bound": _client_cpu_bound(out),
         "gates": [r.to_dict() for r in results],
         "passed": passed,
         "files": {"html": "report.html", "plot": plot_path.name if plot_path else None,
@@ -326,6 +327,14 @@ def analyze(cfg: LoadTestConfig, out: Path, run: dict[str, Any] | None = None) -
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     return LoadTestResult(out, passed, summary)
+
+
+def _client_cpu_bound(out: Path) -> bool:
+    """Whether Locust warned that a load-generating process hit its CPU limit (figures then bound the client)."""
+    for log in out.glob("locust*.log"):
+        if "CPU usage" in log.read_text(errors="replace"):
+            return True
+    return False
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -365,11 +374,14 @@ def format_summary(summary: dict[str, Any]) -> str:
         from moe_ids.serving.soak import format_report
 
         lines += ["", format_report(summary["memory"])]
+    if summary.get("load_generator_cpu_bound"):
+        lines += ["", "  WARNING: Locust ran out of CPU; these figures measure the load generator as much as the "
+                      "server (try --workers)"]
     lines += ["", "  SLO gates:"]
     lines += [f"    {g_line(g)}" for g in summary["gates"]] or ["    (none)"]
     verdict = "PASSED" if summary["passed"] else "FAILED"
-    lines += ["", f"  gates {verdict}   reports: {summary['out']}/ (report.html, latency.png, "
-                  f"{CSV_PREFIX}_*.csv, summary.json)"]
+    lines += ["", f"  gates {verdict}   (report.html, latency.png, {CSV_PREFIX}_*.csv, summary.json in:)",
+              f"  {summary['out']}/"]
     return "\n".join(lines)
 
 

@@ -94,3 +94,23 @@ def test_history_rows_of_aggregated_only(tmp_path: Path) -> None:
     # throughput from the running totals over the last few samples (Locust's own column lags)
     assert [(p.t, p.users, p.rps, p.failures_per_s, p.p99_ms, p.total_requests) for p in points] == [
         (0, 2, 0, 0, 0, 0), (1, 4, 66, 1, 10, 66), (3, 4, 266 / 3, 5 / 3, 10, 266)]
+
+
+def test_analyze_existing_csvs_and_one_screen_summary(tmp_path: Path) -> None:
+    from moe_ids.loadtest.runner import LoadTestConfig, analyze, format_summary
+
+    write_stats(tmp_path / "locust_stats.csv", [("single", 500, 0, 50.0, 4, 9, 12),
+                                                (AGGREGATED, 500, 0, 50.0, 4, 9, 12)])
+    (tmp_path / "locust_stats_history.csv").write_text(
+        "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,95%,99%,Total Request Count\n"
+        + "".join(f"{100 + i},4,,Aggregated,50,0,4,9,12,{50 * i}\n" for i in range(10)))
+    (tmp_path / "locust.log").write_text("WARNING/locust.runners: CPU usage above 90%! This may constrain\n")
+    result = analyze(LoadTestConfig(scenario="realtime", duration_s=10), tmp_path)
+    assert not result.passed  # 50 req/s is below realtime's 100 req/s floor
+    assert [g["key"] for g in result.summary["gates"] if not g["passed"]] == ["min_rps"]
+    assert result.summary["load_generator_cpu_bound"]
+    assert (tmp_path / "latency.png").exists() and (tmp_path / "summary.json").exists()
+    text = format_summary(result.summary)
+    assert "gates FAILED" in text and "Locust ran out of CPU" in text
+    lines = [line for line in text.splitlines() if str(tmp_path) not in line]
+    assert len(lines) <= 40 and max(map(len, lines)) <= 120
