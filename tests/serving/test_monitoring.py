@@ -217,6 +217,13 @@ def test_from_triton_args_reads_warmup_and_switch() -> None:
               "model_warmup": [{"batch_size": 1}, {"batch_size": 1024, "count": 2}]}
     m = mon.Monitor.from_triton_args({"model_config": json.dumps(config)}, FakeApi, inputs=True)
     assert m._warmup_left == 1 + 2048 and m._thread is None
+    args = {"model_config": json.dumps(config), "model_instance_name": "moe_ids_preprocess_0_1"}
+    rng = np.random.default_rng(4)
+    ref = mon.build_drift_reference(rng.lognormal(size=(100, N_FEATURES)), feature_names=FEATURE_NAMES[:1])
+    mon.Monitor.from_triton_args(args, FakeApi, inputs=True, reference=ref)
+    assert value(mon.DRIFT_WINDOW, model_instance="moe_ids_preprocess_0_1") == 0
+    assert (("feature", FEATURE_NAMES[0]), ("model_instance", "moe_ids_preprocess_0_1")) in \
+        FakeFamily.registry[mon.FEATURE_PSI].metrics
     config["parameters"]["metrics"] = {"string_value": "false"}
     off = mon.Monitor.from_triton_args({"model_config": json.dumps(config)}, FakeApi, inputs=True)
     off.observe_inputs(np.ones((2, N_FEATURES), np.float32), 2)

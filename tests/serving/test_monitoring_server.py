@@ -49,7 +49,9 @@ def scrape(metrics_url: str) -> Series:
 
 
 def get(series: Series, name: str, **labels: str) -> float:
-    return series.get((name, frozenset(labels.items())), 0.0)
+    """Sum of the series of ``name`` carrying ``labels`` (gauges have one series per model instance)."""
+    wanted = set(labels.items())
+    return sum(v for (n, lab), v in series.items() if n == name and wanted <= lab)
 
 
 def settled(metrics_url: str) -> Series:

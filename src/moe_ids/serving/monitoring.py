@@ -234,7 +234,7 @@ class Monitor:
 
     def __init__(self, api: Any, *, inputs: bool = False, outputs: bool = False,
                  stats: PreprocessingStats | None = None, reference: DriftReference | None = None,
-                 flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S, warmup_flows: int = 0,
+                 flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S, warmup_flows: int = 0, instance: str = "",
                  drift_min_flows: int = DRIFT_MIN_FLOWS, drift_window_flows: int = DRIFT_WINDOW_FLOWS,
                  drift_sample_rows: int = DRIFT_SAMPLE_ROWS) -> None:
         self.api = api
@@ -242,6 +242,9 @@ class Monitor:
         self._flush_lock = threading.Lock()
         self._families: list[Any] = []
         self._warmup_left = int(warmup_flows)
+        # Counters of several instances add up in one series; gauges would overwrite each other, so each
+        # instance's gauges carry its name.
+        self._gauge_labels = {"model_instance": instance} if instance else {}
         self.inputs, self.outputs = inputs, outputs
         self.drift_min_flows, self.drift_window_flows = drift_min_flows, drift_window_flows
         self.drift_sample_rows = max(1, int(drift_sample_rows))
@@ -273,6 +276,7 @@ class Monitor:
         if "metrics_flush_interval_s" in params:
             kwargs.setdefault("flush_interval_s", float(params["metrics_flush_interval_s"]))
         kwargs.setdefault("warmup_flows", warmup_flows(config))
+        kwargs.setdefault("instance", args.get("model_instance_name", ""))
         return cls(api, **kwargs)
 
     def _family(self, name: str, description: str, kind: str) -> Any:
@@ -305,10 +309,11 @@ class Monitor:
             self._bins = BinCounter(reference)
             psi = self._family(FEATURE_PSI, "Population stability index of recent inputs against the training "
                                "split, per feature (0.1 moderate, 0.25 large shift)", "GAUGE")
-            self._m_psi = [psi.Metric(labels={"feature": name}) for name in reference.feature_names]
+            self._m_psi = [psi.Metric(labels={"feature": name, **self._gauge_labels})
+                           for name in reference.feature_names]
             window = self._family(DRIFT_WINDOW, "Sampled flows in the (decaying) window the PSI is computed over",
                                   "GAUGE")
-            self._m_window = window.Metric(labels={})
+            self._m_window = window.Metric(labels=dict(self._gauge_labels))
             self._window = np.zeros((len(reference.feature_names), self._bins.n_bins), dtype=np.float64)
             self._window_flows = 0.0
             self._drift_rows: list[np.ndarray] = []
