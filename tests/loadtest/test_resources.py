@@ -10,29 +10,31 @@ import sys
 import time
 from pathlib import Path
 
-from moe_ids.loadtest.resources import ResourceSampler, process_tree, read_samples, summarize, write_samples
+from moe_ids.loadtest.resources import (
+    ResourceSampler,
+    process_tree,
+    read_samples,
+    summarize,
+    write_samples,
+)
 
 
 def test_sampler_follows_a_process_tree(tmp_path: Path) -> None:
-    # a parent holding a child that allocates ~40 MB: the tree's RSS must include the child
-    code = ("import subprocess, sys, time; "
-            "c = subprocess.Popen([sys.executable, '-c', 'b = [1] * (6 << 20); import time; time.sleep(30)']); "
-            "time.sleep(30)")
-    parent = subprocess.Popen([sys.executable, "-c", code])
+    # a parent holding a child that allocates ~48 MB and then says so: the tree's RSS must include the child
+    child = "b = [1] * (6 << 20); print('ready', flush=True); import time; time.sleep(30)"
+    code = f"import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(30)"
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while len(process_tree(parent.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
+        assert parent.stdout.readline().strip() == "ready"  # the child inherited the pipe
         sampler = ResourceSampler(parent.pid, interval=0.2).start()
-        time.sleep(0.7)
+        time.sleep(1.0)
         samples = sampler.stop()
     finally:
         for pid in reversed(process_tree(parent.pid)):  # the child this test started, then its parent
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         parent.wait()
-    assert len(samples) >= 3
+    assert len(samples) >= 2
     assert all(s.processes == 2 for s in samples)
     assert min(s.rss_mb for s in samples) > 40
     summary = summarize(samples)
