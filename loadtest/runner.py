@@ -227,6 +227,10 @@ def _tail(path: Path, lines: int = 25) -> str:
 def run_loadtest(cfg: LoadTestConfig) -> LoadTestResult:
     """Run the configured test and write reports, plot and summary.json; gates decide ``passed``."""
     get_scenario(cfg.scenario)
+    if cfg.scenario == "overload":  # its own two-phase run and verdict (loadtest/overload.py)
+        from moe_ids.loadtest.overload import run_overload
+
+        return run_overload(cfg)
     cfg.plan()  # validates users / duration / shape options before anything starts
     if cfg.workers < 0:
         raise ValueError(f"workers: must be 0 or more, got {cfg.workers}")
@@ -339,6 +343,10 @@ def _client_cpu_bound(out: Path) -> bool:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The one-screen text summary printed after every run."""
+    if summary.get("overload"):
+        from moe_ids.loadtest.overload import format_overload
+
+        return format_overload(summary)
     shape = summary["shape"]
     lines = [
         f"moe-ids loadtest  scenario={summary['scenario']}  protocol={summary['protocol']}  "

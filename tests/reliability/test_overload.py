@@ -1,0 +1,64 @@
+"""A short overload run (about 15 s) against a real server with a tiny queue, so rejections are certain.
+
+The same code as ``moe-ids loadtest --scenario overload`` (loadtest/overload.py) with the capacity given rather
+than calibrated and a queue of two requests per priority level: three times the given rate must end with no
+process dead, every request answered (a result or an explicit queue-policy refusal, none failed or timed
+out) and the server still ready. Latency is printed, not asserted: the 60 s run's figures are in
+docs/reliability.md. That the client SDK turns these refusals into OverloadedError and backs off until the
+flood passes is tested in tests/client/test_overload_and_readiness.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from moe_ids.loadtest.overload import ACCEPTED, FAILED, REJECTED, OverloadPlan, format_overload, run_overload
+from moe_ids.loadtest.runner import LoadTestConfig
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def tiny_queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    from moe_ids.serving.bootstrap import ensure_model
+    from moe_ids.serving.repository import build_repository, options_for_model
+    from moe_ids.serving.server import TritonServer
+
+    model_dir = ensure_model()
+    root = tmp_path_factory.mktemp("overload")
+    options = options_for_model(model_dir, max_queue_size=2, warmup_batch_sizes=())
+    server = TritonServer(build_repository(model_dir, root / "repository", options),
+                          log_path=root / "tritonserver.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_three_times_capacity_is_answered_or_rejected(tiny_queue_server, tmp_path: Path) -> None:
+    cfg = LoadTestConfig(scenario="overload", host=tiny_queue_server.http_url, duration_s=8, out=tmp_path)
+    plan = OverloadPlan(capacity_rps=40.0, factor=3.0, latency_budget_s=1.0)
+    result = run_overload(cfg, plan, server_pid=tiny_queue_server.pid)
+    summary = result.summary
+    print("\n" + format_overload(summary))
+    outcome = summary["outcome"]
+    assert outcome[ACCEPTED]["requests"] > 0, "nothing was accepted"
+    assert outcome[REJECTED]["requests"] > 0, "a queue of two never overflowed at 3x"
+    assert outcome[FAILED]["requests"] == 0, (tmp_path / "overload_failures.csv").read_text()
+    assert summary["ready_after"] and tiny_queue_server.running()
+    assert summary["checks"]["every process survived"]
+    assert set(summary["processes_after"]) == {"tritonserver", "moe_ids_preprocess", "moe_ids_model"}
+    assert summary["checks"]["every request answered (accepted or rejected)"]
+    assert (tmp_path / "summary.json").is_file() and (tmp_path / "overload_stats.csv").is_file()
+
+
+def test_served_process_set_is_compared(tiny_queue_server) -> None:
+    """The survival check sees the server and both stubs, so a death during the run could not go unnoticed."""
+    from moe_ids.loadtest.overload import _processes
+
+    procs = _processes(tiny_queue_server.pid)
+    assert set(procs) == {"tritonserver", "moe_ids_preprocess", "moe_ids_model"}
