@@ -55,7 +55,7 @@ def test_smoke_mixed_passes_its_gates_and_writes_reports(triton_server, tmp_path
 def test_bad_requests_fail_the_gates_and_the_server_stays_up(triton_server, tmp_path: Path) -> None:
     out = tmp_path / "bad"
     code, summary = loadtest(out, "--scenario", "bad-request", "--host", triton_server.http_url,
-                             "--duration", "6s", "--users", "4")
+                             "--duration", "5s", "--users", "4")
     assert code == 1 and not summary["passed"]
     failed = {g["key"] for g in summary["gates"] if not g["passed"]}
     assert "max_failure_ratio" in failed
@@ -71,7 +71,7 @@ def test_bad_requests_fail_the_gates_and_the_server_stays_up(triton_server, tmp_
 
 def test_http_json_users_report(triton_server, tmp_path: Path) -> None:
     code, summary = loadtest(tmp_path / "json", "--scenario", "missing50", "--protocol", "http-json",
-                             "--host", triton_server.http_url, "--duration", "5s", "--users", "4")
+                             "--host", triton_server.http_url, "--duration", "4s", "--users", "4")
     assert summary["requests"]["missing50"]["requests"] > 0
     assert summary["requests"]["missing50"]["failures"] == 0  # bare NaN literals accepted
     assert code == 0
@@ -80,7 +80,7 @@ def test_http_json_users_report(triton_server, tmp_path: Path) -> None:
 def test_grpc_users_report_in_distributed_mode(triton_server, tmp_path: Path) -> None:
     out = tmp_path / "grpc"
     code, summary = loadtest(out, "--scenario", "impute-median", "--protocol", "grpc", "--workers", "2",
-                             "--host", triton_server.grpc_url, "--duration", "8s", "--users", "4",
+                             "--host", triton_server.grpc_url, "--duration", "6s", "--users", "4",
                              "--min-rps", "1", "--min-flows-per-s", "1")
     row = summary["requests"]["impute-median"]
     assert row["requests"] > 0 and row["failures"] == 0
@@ -97,7 +97,7 @@ def test_serve_starts_and_stops_its_own_server(tmp_path: Path) -> None:
     """--serve: a server on free ports for the run only, its memory sampled, gone afterwards."""
     out = tmp_path / "serve"
     code, summary = loadtest(out, "--serve", "--scenario", "realtime", "--protocol", "grpc", "--shape", "spike",
-                             "--users", "6", "--duration", "8s")
+                             "--users", "6", "--duration", "5s")
     assert summary["served_locally"] and summary["requests"]["single"]["failures"] == 0
     assert code == 0
     assert summary["server_resources"]["rss_end_mb"] > 50
