@@ -30,11 +30,12 @@ def _file_info(path: Path) -> dict:
 
 def run_export(model_dir: Path, int8: bool = True, tensorrt: str = "auto",
                max_batch_size: int = tensorrt_engine.DEFAULT_MAX_BATCH, bench_seconds: float = BENCH_SECONDS,
-               log: Callable[[str], None] = print) -> dict:
+               data: list[Path] | None = None, log: Callable[[str], None] = print) -> dict:
     """Export and verify everything for ``model_dir``; returns the report (also written to export_report.json).
 
     ``tensorrt``: ``auto`` builds when TensorRT and a GPU exist and records why not otherwise, ``require``
     raises in that case, ``skip`` does not try. ``bench_seconds`` 0 leaves out the throughput comparison.
+    ``data``: the training CSVs when the model was not trained on the bundled corpus (for its held-out split).
     """
     if tensorrt not in TENSORRT_MODES:
         raise ValueError(f"tensorrt: expected one of {', '.join(TENSORRT_MODES)}, got {tensorrt!r}")
@@ -49,7 +50,7 @@ def run_export(model_dir: Path, int8: bool = True, tensorrt: str = "auto",
     }
     report_path = model_dir / REPORT
     try:
-        _export_and_check(model_dir, report, int8, tensorrt, max_batch_size, bench_seconds, log)
+        _export_and_check(model_dir, report, int8, tensorrt, max_batch_size, bench_seconds, data, log)
         report["status"] = "passed"
     except Exception as exc:
         report["error"] = f"{type(exc).__name__}: {exc}"
@@ -61,15 +62,18 @@ def run_export(model_dir: Path, int8: bool = True, tensorrt: str = "auto",
 
 
 def _export_and_check(model_dir: Path, report: dict, int8: bool, tensorrt: str, max_batch_size: int,
-                      bench_seconds: float, log: Callable[[str], None]) -> None:
+                      bench_seconds: float, data: list[Path] | None, log: Callable[[str], None]) -> None:
+    if tensorrt == "require" and (reason := tensorrt_engine.unavailable_reason()):
+        raise RuntimeError(f"TensorRT engine required but cannot be built here: {reason}")
+    held = verify.held_out_flows(model_dir, data=data)  # first: no files written when it cannot be checked
+    report["held_out"] = held.description
+
     fp32_path = onnx_export.export_onnx(model_dir, log=log)
     onnx_export.check_contract(fp32_path)
     opset = onnx_export.graph_opset(fp32_path)
     report["onnx_fp32"] = {**_file_info(fp32_path), "opset": opset}
     log(f"wrote {fp32_path} (opset {opset}, dynamic batch)")
 
-    held = verify.held_out_flows(model_dir)
-    report["held_out"] = held.description
     reference = verify.torch_outputs(model_dir, held)
     fp32_out = verify.onnx_outputs(fp32_path, held)
     report["fp32_check"] = verify.verify_fp32(model_dir, fp32_path, held, reference=reference)

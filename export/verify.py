@@ -56,24 +56,27 @@ class HeldOut:
 
 
 def held_out_flows(model_dir: Path, missing: tuple[float, ...] = HELD_OUT_MISSING,
-                   limit: int | None = None) -> HeldOut:
+                   limit: int | None = None, data: list[Path] | None = None) -> HeldOut:
     """The artifact's test split through its own Preprocessor, once per missing fraction.
 
     Imputation strategies cycle per row (zero, mean, median) so every path of the preprocessing is covered.
-    ``limit`` takes the first rows of the test split only (for quick checks).
+    ``limit`` takes the first rows of the test split only (for quick checks); ``data`` are the labelled CSVs
+    the model was trained on when they were not the bundled corpus.
     """
     from moe_ids.corpus import indices_digest, load_corpus, split_indices
     from moe_ids.training import drop_features
 
     model_dir = Path(model_dir)
     meta = artifacts.read_json(model_dir / artifacts.METADATA)
-    data = meta["training_data"]
-    corpus = load_corpus()
-    test_idx = split_indices(corpus, int(data["split_seed"]))["test"]
-    if corpus.data_hash != data.get("sha256") or indices_digest(test_idx) != data.get("test_indices_digest"):
+    trained_on = meta["training_data"]
+    corpus = load_corpus(data)
+    test_idx = split_indices(corpus, int(trained_on["split_seed"]))["test"]
+    same_data = corpus.data_hash == trained_on.get("sha256")
+    if not same_data or indices_digest(test_idx) != trained_on.get("test_indices_digest"):
         raise VerificationError(
-            f"{model_dir}: the model was trained on other data than the bundled corpus (data hash or test-split "
-            "digest differs), so its held-out flows cannot be recomputed here")
+            f"{model_dir}: the model was trained on other data than "
+            f"{'the given CSVs' if data else 'the bundled corpus'} (data hash or test-split digest differs), so its "
+            "held-out flows cannot be recomputed; pass the training CSVs (moe-ids export --data ...)")
     test = corpus.subset(test_idx[:limit] if limit else test_idx)
     pre = Preprocessor(artifacts.load_stats(model_dir))
     rng = np.random.default_rng(MISSING_SEED)
@@ -87,7 +90,7 @@ def held_out_flows(model_dir: Path, missing: tuple[float, ...] = HELD_OUT_MISSIN
     tab, tmp, mask = pre.transform(x, codes)
     described = {
         "split": "test",
-        "split_seed": int(data["split_seed"]),
+        "split_seed": int(trained_on["split_seed"]),
         "test_flows": int(len(test.binary)),
         "missing_fractions": list(missing),
         "flows": int(len(x)),

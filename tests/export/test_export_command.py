@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import shutil
 
+import pytest
+
 from moe_ids import artifacts
 from moe_ids.cli import main
 from moe_ids.export import tensorrt_engine
@@ -34,7 +36,7 @@ def test_export_command_writes_verified_models_and_report(model_dir, tmp_path, c
         # --tensorrt require fails with the reason instead of writing a partial result
         assert main(["export", "--model-dir", str(target), "--skip-int8", "--tensorrt", "require",
                      "--bench-seconds", "0"]) == 1
-        assert "skipped TensorRT engine" in capsys.readouterr().err
+        assert "TensorRT engine required" in capsys.readouterr().err
         assert artifacts.read_json(target / REPORT)["status"] == "failed"
 
 
@@ -53,3 +55,25 @@ def test_throughput_helpers_report_flows_per_second(exported):
     for stats in rates.values():
         assert 0 < stats["flows_per_s"] <= stats["best_flows_per_s"]
         assert stats["flows_per_cpu_s"] > 0
+
+
+@pytest.mark.slow
+def test_export_of_a_model_trained_on_other_csvs_needs_them(tmp_path, capsys):
+    from moe_ids.data import bundled_data_dir
+    from moe_ids.training import TrainConfig, train
+
+    csv = bundled_data_dir() / "cicids2017-original" / "orig_Tuesday_head4998_binarylabel.csv.gz"
+    target = tmp_path / "custom"
+    train(target, TrainConfig(epochs=1), [csv], log=lambda _: None)
+    args = ["export", "--model-dir", str(target), "--skip-int8", "--tensorrt", "skip", "--bench-seconds", "0"]
+    assert main(args) == 1
+    assert "--data" in capsys.readouterr().err
+    assert not (target / artifacts.ONNX_FP32).exists()  # nothing written that could not be checked
+    assert main([*args, "--data", str(csv)]) == 0
+    report = artifacts.read_json(target / REPORT)
+    assert report["held_out"]["test_flows"] == report_split(target)
+    assert report["fp32_check"]["max_abs_diff_overall"] <= 1e-5
+
+
+def report_split(model_dir) -> int:
+    return artifacts.read_json(model_dir / artifacts.METADATA)["training_data"]["split_sizes"]["test"]

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest batch of the TensorRT optimization profile (default: 1024)")
     p.add_argument("--bench-seconds", type=float, default=4.0,
                    help="seconds of the fp32 vs INT8 in-process throughput comparison; 0 to skip (default: 4)")
+    p.add_argument("--data", type=Path, nargs="*", default=None,
+                   help="the labelled CSVs the model was trained on, when not the bundled corpus "
+                        "(the checks recompute its held-out test split from them)")
     p.set_defaults(func=run)
 
 
@@ -32,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         report = run_export(model_dir, int8=not args.skip_int8, tensorrt=args.tensorrt,
-                            max_batch_size=args.max_batch_size, bench_seconds=args.bench_seconds)
+                            max_batch_size=args.max_batch_size, bench_seconds=args.bench_seconds,
+                            data=args.data or None)
     except (VerificationError, RuntimeError, ValueError) as exc:
         print(f"moe-ids export: FAILED: {exc} (details in {model_dir / REPORT})", file=sys.stderr)
         return 1
