@@ -90,6 +90,13 @@ def test_dynamic_batching_priorities_and_queue_policy() -> None:
         assert [w.batch_size for w in configs[name].model_warmup] == list(opts.warmup_batch_sizes)
 
 
+def test_queue_policy_can_be_left_out() -> None:
+    configs = parse_configs(render_repository(RepositoryOptions(queue_policy=False)))
+    db = configs[contract.CLASSIFIER_MODEL].dynamic_batching
+    assert db.priority_levels == 0 and not db.HasField("default_queue_policy") and not db.priority_queue_policy
+    assert db.max_queue_delay_microseconds > 0
+
+
 def test_ensemble_publishes_version_and_labels() -> None:
     files = render_repository(RepositoryOptions(model_version="9.9.9"))
     ens = parse_configs(files)[contract.ENSEMBLE_MODEL]

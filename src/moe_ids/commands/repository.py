@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch-size", type=int, default=d.max_batch_size)
     p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads per classifier instance")
     p.add_argument("--max-queue-delay-us", type=int, default=d.max_queue_delay_us)
+    p.add_argument("--no-queue-policy", action="store_true",
+                   help="no priority levels or queue policies (avoids Triton 2.51's occasional 500 ms batcher "
+                        "stall, gives up real-time priority and queue bounds)")
     p.add_argument("--tensorrt-accelerator", action="store_true",
                    help="gpu-onnx: enable the TensorRT execution accelerator (FP16)")
     p.add_argument("--text-only", action="store_true",
@@ -33,7 +36,8 @@ def options_from_args(args: argparse.Namespace, model_dir: Path):
     return options_for_model(model_dir, target=args.target, instances=args.instances,
                              max_batch_size=args.max_batch_size, threads=args.threads,
                              max_queue_delay_us=args.max_queue_delay_us,
-                             tensorrt_accelerator=args.tensorrt_accelerator)
+                             tensorrt_accelerator=args.tensorrt_accelerator,
+                             queue_policy=not args.no_queue_policy)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where to generate the repository (default: build/serve-repository)")
     p.add_argument("--instances", type=int, default=None, help="instances of each composing model")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per classifier instance")
+    p.add_argument("--no-queue-policy", action="store_true",
+                   help="no priority levels or queue policies (see `moe-ids repository --help`)")
     p.add_argument("--max-restarts", type=int, default=3, help="watchdog restarts allowed within 5 minutes")
     p.set_defaults(func=run)
 
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     build = project_root() / "build"
     repository = args.repository or build / "serve-repository"
     overrides = {k: getattr(args, k) for k in ("instances", "threads") if getattr(args, k) is not None}
+    overrides["queue_policy"] = not args.no_queue_policy
     build_repository(model_dir, repository, options_for_model(model_dir, **overrides))
     server = TritonServer(repository, http_port=args.http_port, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port, log_path=build / "tritonserver.log")

@@ -11,8 +11,8 @@ cores, as they would on a single box. Scenarios:
 - baseline single: Flask + PyTorch per request (``moe_ids.serving.baseline_app``), JSON, 32 in flight.
 
 Load is closed-loop: each finished request immediately sends the next, so "in flight" is exact. gRPC requests
-go out through ``async_infer`` on one channel (no client thread per request); the Flask client uses one
-thread per in-flight request, as HTTP/1.0 without pipelining needs.
+are KServe v2 ``ModelInferRequest`` protobufs built once and sent as futures on one channel (no client thread
+per request); the Flask client uses one thread per in-flight request, as HTTP/1.0 without pipelining needs.
 """
 
 from __future__ import annotations
@@ -106,12 +106,30 @@ def measure_ceiling(model_dir: Path, x: np.ndarray, seconds: float, threads: int
     return result
 
 
-def closed_loop_grpc(url: str, model: str, payloads: list[list], flows_per_request: int, in_flight: int,
-                     seconds: float, name: str, warmup_s: float = 0.5) -> Result:
-    """Keep ``in_flight`` async gRPC requests outstanding for ``seconds``; each completion sends the next."""
-    import tritonclient.grpc as grpcclient
+def grpc_request(model: str, arrays: dict[str, np.ndarray]):
+    """A serialised-once KServe v2 ``ModelInferRequest`` (FP32 tensors as raw little-endian bytes).
 
-    client = grpcclient.InferenceServerClient(url)
+    Building the protobuf once per payload, as perf_analyzer does, keeps the client's share of the two cores
+    small: ``tritonclient``'s ``async_infer`` rebuilds it for every call.
+    """
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name=model)
+    for name, array in arrays.items():
+        request.inputs.add(name=name, datatype="FP32", shape=list(array.shape))
+        request.raw_input_contents.append(np.ascontiguousarray(array, dtype="<f4").tobytes())
+    return request
+
+
+def closed_loop_grpc(url: str, requests: list, flows_per_request: int, in_flight: int, seconds: float,
+                     name: str, warmup_s: float = 0.5) -> Result:
+    """Keep ``in_flight`` gRPC requests outstanding for ``seconds``; each completion sends the next."""
+    import grpc
+    from tritonclient.grpc import service_pb2_grpc
+
+    channel = grpc.insecure_channel(url, options=[("grpc.max_send_message_length", 1 << 30),
+                                                  ("grpc.max_receive_message_length", 1 << 30)])
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
     lock = threading.Lock()
     done = threading.Event()
     state = {"next": 0, "outstanding": 0, "errors": 0, "record": False, "stop": False}
@@ -124,10 +142,12 @@ def closed_loop_grpc(url: str, model: str, payloads: list[list], flows_per_reque
             state["next"] += 1
             state["outstanding"] += 1
         t0 = time.perf_counter()
-        client.async_infer(model, payloads[i % len(payloads)], callback=lambda result, error: finish(t0, error))
+        future = stub.ModelInfer.future(requests[i % len(requests)], timeout=60)
+        future.add_done_callback(lambda f: finish(t0, f))
 
-    def finish(t0: float, error) -> None:
+    def finish(t0: float, future) -> None:
         elapsed = time.perf_counter() - t0
+        error = future.exception()
         with lock:
             state["outstanding"] -= 1
             if error is not None:
@@ -157,42 +177,32 @@ def closed_loop_grpc(url: str, model: str, payloads: list[list], flows_per_reque
         state["record"] = False
         elapsed = time.perf_counter() - start
         state["stop"] = True
+        if state["outstanding"] == 0:
+            done.set()
     done.wait(timeout=60)
-    client.close()
+    channel.close()
     result = _summary(name, latencies, flows_per_request, elapsed, in_flight, state["errors"])
     if first_error:
         result.notes["first_error"] = first_error[0][:300]
     return result
 
 
-def _features_payloads(x: np.ndarray, rows: int, count: int) -> list[list]:
-    import tritonclient.grpc as grpcclient
-
+def _features_payloads(x: np.ndarray, rows: int, count: int) -> list:
     payloads = []
     for k in range(count):
         start = (k * rows) % max(len(x) - rows + 1, 1)
-        tensor = grpcclient.InferInput(contract.INPUT_FEATURES, [rows, x.shape[1]], "FP32")
-        tensor.set_data_from_numpy(np.ascontiguousarray(x[start:start + rows]))
-        payloads.append([tensor])
+        payloads.append(grpc_request(contract.ENSEMBLE_MODEL, {contract.INPUT_FEATURES: x[start:start + rows]}))
     return payloads
 
 
-def _classifier_payloads(model_dir: Path, x: np.ndarray, count: int) -> list[list]:
-    import tritonclient.grpc as grpcclient
-
+def _classifier_payloads(model_dir: Path, x: np.ndarray, count: int) -> list:
     from moe_ids.artifacts import load_stats
     from moe_ids.preprocessing import Preprocessor
 
     arrays = Preprocessor(load_stats(model_dir)).transform(x[:count])
-    payloads = []
-    for k in range(count):
-        inputs = []
-        for name, array in zip(contract.ONNX_INPUTS, arrays, strict=True):
-            tensor = grpcclient.InferInput(name, [1, array.shape[1]], "FP32")
-            tensor.set_data_from_numpy(np.ascontiguousarray(array[k:k + 1]))
-            inputs.append(tensor)
-        payloads.append(inputs)
-    return payloads
+    return [grpc_request(contract.CLASSIFIER_MODEL, {name: a[k:k + 1] for name, a in
+                                                     zip(contract.ONNX_INPUTS, arrays, strict=True)})
+            for k in range(count)]
 
 
 def measure_baseline(model_dir: Path, x: np.ndarray, seconds: float, in_flight: int = SINGLE_IN_FLIGHT,
@@ -275,7 +285,7 @@ def _closed_loop_http(port: int, bodies: list[str], in_flight: int, seconds: flo
 
 
 def run_benchmark(seconds: float = 10.0, model_dir: Path | None = None, log: Callable[[str], None] = print,
-                  work_dir: Path | None = None) -> dict:
+                  work_dir: Path | None = None, **repository_options) -> dict:
     """All scenarios; returns the JSON-ready report (flows/s, p50/p99 per scenario, ratios)."""
     import tempfile
 
@@ -290,22 +300,21 @@ def run_benchmark(seconds: float = 10.0, model_dir: Path | None = None, log: Cal
     log(f"ceiling: in-process preprocessing + ONNX Runtime, batch {BATCH} ({seconds:g} s)")
     results["ceiling"] = measure_ceiling(model_dir, x, seconds)
     with tempfile.TemporaryDirectory(prefix="moe-ids-bench-", dir=work_dir) as tmp:
-        opts = options_for_model(model_dir)
+        opts = options_for_model(model_dir, **repository_options)
         repository = build_repository(model_dir, Path(tmp) / "repository", opts)
         with TritonServer(repository, log_path=Path(tmp) / "tritonserver.log") as server:
             log(f"tritonserver on {server.grpc_url} (gRPC); ensemble, {BATCH} flows/request, "
                 f"{BATCHED_IN_FLIGHT} in flight")
             results["served_batched"] = closed_loop_grpc(
-                server.grpc_url, contract.ENSEMBLE_MODEL, _features_payloads(x, BATCH, 4), BATCH,
-                BATCHED_IN_FLIGHT, seconds, "served_batched")
+                server.grpc_url, _features_payloads(x, BATCH, 4), BATCH, BATCHED_IN_FLIGHT, seconds,
+                "served_batched")
             log(f"ensemble, 1 flow/request, {SINGLE_IN_FLIGHT} in flight")
             results["served_single"] = closed_loop_grpc(
-                server.grpc_url, contract.ENSEMBLE_MODEL, _features_payloads(x, 1, 512), 1,
-                SINGLE_IN_FLIGHT, seconds, "served_single")
+                server.grpc_url, _features_payloads(x, 1, 512), 1, SINGLE_IN_FLIGHT, seconds, "served_single")
             log(f"{contract.CLASSIFIER_MODEL} alone, 1 flow/request, {SINGLE_IN_FLIGHT} in flight")
             results["bare_single"] = closed_loop_grpc(
-                server.grpc_url, contract.CLASSIFIER_MODEL, _classifier_payloads(model_dir, x, 512), 1,
-                SINGLE_IN_FLIGHT, seconds, "bare_single")
+                server.grpc_url, _classifier_payloads(model_dir, x, 512), 1, SINGLE_IN_FLIGHT, seconds,
+                "bare_single")
             stats = _batch_stats(server.grpc_url)
         log(f"baseline: Flask + PyTorch per request, JSON, {SINGLE_IN_FLIGHT} in flight")
         results["baseline_single"] = measure_baseline(model_dir, x, seconds, log_path=Path(tmp) / "flask.log")
@@ -348,7 +357,7 @@ def build_report(results: dict[str, Result], seconds: float, opts, batch_stats: 
         "mean_flows_per_execution": batch_stats,
         "seconds_per_scenario": seconds,
         "cpu_count": os.cpu_count(),
-        "repository": {"instances": opts.instances, "threads": opts.threads,
+        "repository": {"instances": opts.instances, "threads": opts.threads, "queue_policy": opts.queue_policy,
                        "max_queue_delay_us": opts.max_queue_delay_us,
                        "preferred_batch_sizes": list(opts.preferred_batch_sizes)},
     }

@@ -65,6 +65,11 @@ class RepositoryOptions:
     max_queue_size: int = 2048  # requests waiting per priority level before Triton rejects new ones
     realtime_timeout_us: int = 1_000_000  # queueing budget of a real-time (priority 1) request
     bulk_timeout_us: int = 30_000_000  # queueing budget of a bulk (priority 2, default) request
+    # Priority levels and bounded, deadline-aware queues. Measured on Triton 2.51 (CPU, 32 single-flow requests
+    # in flight): with any queue policy or priority level configured, the dynamic batcher now and then leaves
+    # requests waiting for its 500 ms idle wake-up (p99.9 ~ 510 ms); without them no such stall was seen
+    # (8 runs vs 17 of 21). False trades prioritisation and back-pressure for that tail latency.
+    queue_policy: bool = True
     tensorrt_accelerator: bool = False  # gpu-onnx: let onnxruntime hand subgraphs to TensorRT
     tensorrt_fp16: bool = True
     warmup_batch_sizes: Sequence[int] = (1, 1024)
@@ -118,6 +123,8 @@ def _dynamic_batching(config, opts: RepositoryOptions) -> None:
     db = config.dynamic_batching
     db.preferred_batch_size.extend(opts.preferred_batch_sizes)
     db.max_queue_delay_microseconds = opts.max_queue_delay_us
+    if not opts.queue_policy:
+        return
     db.priority_levels = max(contract.PRIORITY_REALTIME, contract.PRIORITY_BULK)
     db.default_priority_level = contract.PRIORITY_BULK
     for policy, timeout in ((db.default_queue_policy, opts.bulk_timeout_us),
