@@ -94,7 +94,7 @@ def _export_and_check(model_dir: Path, report: dict, int8: bool, tensorrt: str, 
             f"(delta {check['macro_f1_delta']:+.4f}, tolerance {check['tolerance']}), "
             f"agreement {check['agreement']:.2%}")
     else:
-        report["onnx_int8"] = {"skipped": "--skip-int8"}
+        report["onnx_int8"] = {"skipped": "--skip-int8", **_remove_stale(int8_path, log)}
 
     report["tensorrt"] = _tensorrt(model_dir, fp32_path, held, reference, tensorrt, max_batch_size, log)
 
@@ -121,18 +121,28 @@ def _throughput(fp32_path: Path, int8_path: Path | None, held: verify.HeldOut, s
     return bench
 
 
+def _remove_stale(path: Path, log: Callable[[str], None]) -> dict:
+    """Delete a derived file this export did not rewrite: it was made from earlier weights."""
+    if not path.exists():
+        return {}
+    path.unlink()
+    log(f"removed {path} (made from a previous export, not rebuilt now)")
+    return {"removed_stale": path.name}
+
+
 def _tensorrt(model_dir: Path, fp32_path: Path, held: verify.HeldOut, reference: dict, mode: str,
               max_batch_size: int, log: Callable[[str], None]) -> dict:
+    plan_path = model_dir / artifacts.TRT_PLAN
     if mode == "skip":
         log("skipped TensorRT engine: --tensorrt skip")
-        return {"built": False, "reason": "skipped TensorRT engine: --tensorrt skip"}
-    result = tensorrt_engine.build_engine(fp32_path, model_dir / artifacts.TRT_PLAN, max_batch_size=max_batch_size)
+        return {"built": False, "reason": "skipped TensorRT engine: --tensorrt skip", **_remove_stale(plan_path, log)}
+    result = tensorrt_engine.build_engine(fp32_path, plan_path, max_batch_size=max_batch_size)
     out = result.to_dict()
     if not result.built:
         log(result.reason)
         if mode == "require":
             raise RuntimeError(result.reason)
-        return out
+        return {**out, **_remove_stale(plan_path, log)}
     log(f"wrote {result.path} (TensorRT {result.tensorrt_version}, FP16, batch 1..{max_batch_size}) "
         f"in {result.seconds} s")
     try:

@@ -38,6 +38,14 @@ def test_export_command_writes_verified_models_and_report(model_dir, tmp_path, c
                      "--bench-seconds", "0"]) == 1
         assert "TensorRT engine required" in capsys.readouterr().err
         assert artifacts.read_json(target / REPORT)["status"] == "failed"
+    # files derived from earlier weights do not survive an export that does not rebuild them
+    (target / artifacts.TRT_PLAN).write_bytes(b"old plan")
+    assert main(["export", "--model-dir", str(target), "--skip-int8", "--tensorrt", "skip",
+                 "--bench-seconds", "0"]) == 0
+    assert not (target / artifacts.ONNX_INT8).exists() and not (target / artifacts.TRT_PLAN).exists()
+    report = artifacts.read_json(target / REPORT)
+    assert report["onnx_int8"]["removed_stale"] == artifacts.ONNX_INT8
+    assert report["tensorrt"]["removed_stale"] == artifacts.TRT_PLAN
 
 
 def test_export_command_refuses_an_untrained_directory(tmp_path, capsys):
