@@ -211,6 +211,14 @@ class _DeviceMemory:
             self._cudart.cudaStreamDestroy(self._stream)
         self._stream = None
 
+    def sync(self) -> None:
+        """Wait for all copies (torch copies on its own stream; the engine runs on ours)."""
+        if self._torch is not None:
+            self._torch.cuda.synchronize()
+        else:
+            self._check(self._cudart.cudaDeviceSynchronize())
+
+
 def run_plan(plan_path: Path, tabular: np.ndarray, temporal: np.ndarray, mask: np.ndarray,
              batch: int = DEFAULT_OPT_BATCH) -> dict[str, np.ndarray]:
     """Contract outputs of a TensorRT plan on preprocessed arrays, in batches within the plan's profile."""
@@ -238,6 +246,7 @@ def run_plan(plan_path: Path, tabular: np.ndarray, temporal: np.ndarray, mask: n
                 ptr, host = memory.empty(tuple(context.get_tensor_shape(name)), dtype)
                 context.set_tensor_address(name, ptr)
                 results[name] = (ptr, host)
+            memory.sync()
             if not context.execute_async_v3(stream):
                 raise RuntimeError(f"{plan_path}: TensorRT execution failed")
             for name, (ptr, host) in results.items():
