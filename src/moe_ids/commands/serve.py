@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
               "generate the repository with `moe-ids repository --target ...` and serve it in NVIDIA's container")
         return 2
     model_dir = ensure_model(args.model_dir)
-    build = project_root() / "build"
-    repository = args.repository or build / "serve-repository"
+    repository = args.repository or project_root() / "build" / "serve-repository"
+    build = repository.parent  # log and example request live beside the repository
     overrides = {k: getattr(args, k) for k in ("instances", "threads") if getattr(args, k) is not None}
     overrides["queue_policy"] = not args.no_queue_policy
     build_repository(model_dir, repository, options_for_model(model_dir, **overrides))
