@@ -32,7 +32,7 @@ def _add_arguments(parser) -> None:  # noqa: ANN001 - Locust's configargparse pa
     group = parser.add_argument_group("moe-ids overload")
     group.add_argument("--target-rps", type=float, default=0.0,
                        help="total requests/s offered by all users (0: closed loop, as fast as answered)")
-    group.add_argument("--batch", type=int, default=256, help="flows per request")
+    group.add_argument("--batch", type=int, default=1024, help="flows per request")
     group.add_argument("--priority", type=int, default=PRIORITY_REALTIME, help="Triton priority of the requests")
     group.add_argument("--flow-seed", type=int, default=0, help="seed of the flows sent")
 

@@ -83,9 +83,9 @@ def _build() -> dict[str, Scenario]:
          RequestKind("missing50", 1, missing=0.5, priority=rt, weight=12),
          RequestKind("bulk256", 256, missing=0.2, imputation="mean", priority=bulk, weight=8))))
     scenarios.append(Scenario(
-        "overload", "open-loop 256-flow requests at ~3x the measured capacity (loadtest/overload.py): "
+        "overload", "open-loop 1024-flow requests at ~3x the measured capacity (loadtest/overload.py): "
         "every request answered or rejected by the queue policy, no process dies",
-        (RequestKind("overload", 256, priority=rt),)))
+        (RequestKind("overload", 1024, priority=rt),)))
     return {s.name: s for s in scenarios}
 
 
