@@ -46,6 +46,13 @@ from moe_ids.loadtest.runner import (
 
 LOCUSTFILE = Path(__file__).with_name("overload_locustfile.py")
 ACCEPTED, REJECTED, FAILED = "accepted", "rejected", "failed"  # request names of overload_locustfile.py
+OVERLOAD_TEXTS = ("exceeds maximum queue size", "request timeout expired")  # Triton's queue-policy refusals
+
+
+def classify(status: int, error_text: str) -> str:
+    """``rejected`` for Triton's explicit overload refusals, ``failed`` for every other error."""
+    low = error_text.lower()
+    return REJECTED if status != 200 and any(t in low for t in OVERLOAD_TEXTS) else FAILED
 
 
 @dataclass
@@ -137,7 +144,7 @@ def run_overload(cfg: LoadTestConfig, plan: OverloadPlan | None = None,
 
     Process survival is checked by pid for a server started here (``--serve``) or one whose ``server_pid``
     is given; for any other server, by its readiness afterwards."""
-    plan = plan or OverloadPlan()
+    plan = plan or OverloadPlan(calibrate_users=cfg.users)  # --users: requests in flight while calibrating
     if cfg.protocol != "http":
         raise ValueError("overload: runs over HTTP binary tensors only (--protocol http)")
     if cfg.serve and cfg.host:

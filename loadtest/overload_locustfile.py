@@ -18,11 +18,10 @@ from locust.contrib.fasthttp import FastHttpUser
 from moe_ids.contract import PRIORITY_REALTIME
 from moe_ids.loadtest import payloads
 from moe_ids.loadtest.flows import load_feature_matrix
+from moe_ids.loadtest.overload import ACCEPTED, FAILED, REJECTED, classify
 from moe_ids.loadtest.scenarios import RequestKind
 
 REQUEST_TIMEOUT_S = 10.0
-OVERLOAD_TEXTS = ("exceeds maximum queue size", "request timeout expired")  # Triton's queue-policy refusals
-ACCEPTED, REJECTED, FAILED = "accepted", "rejected", "failed"
 
 _POOL: list[tuple[payloads.Request, payloads.HttpBody]] = []
 
@@ -35,12 +34,6 @@ def _add_arguments(parser) -> None:  # noqa: ANN001 - Locust's configargparse pa
     group.add_argument("--batch", type=int, default=1024, help="flows per request")
     group.add_argument("--priority", type=int, default=PRIORITY_REALTIME, help="Triton priority of the requests")
     group.add_argument("--flow-seed", type=int, default=0, help="seed of the flows sent")
-
-
-def classify(status: int, error_text: str) -> str:
-    """``rejected`` for Triton's explicit overload refusals, ``failed`` for every other error."""
-    low = error_text.lower()
-    return REJECTED if status != 200 and any(t in low for t in OVERLOAD_TEXTS) else FAILED
 
 
 def _pool(options: object) -> list[tuple[payloads.Request, payloads.HttpBody]]:

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from moe_ids.loadtest.overload import ACCEPTED, FAILED, REJECTED, OverloadPlan, format_overload, run_overload
+from moe_ids.loadtest.overload import (
+    ACCEPTED,
+    FAILED,
+    REJECTED,
+    OverloadPlan,
+    classify,
+    format_overload,
+    run_overload,
+)
 from moe_ids.loadtest.runner import LoadTestConfig
 
 pytestmark = pytest.mark.integration
@@ -62,3 +70,10 @@ def test_served_process_set_is_compared(tiny_queue_server) -> None:
 
     procs = _processes(tiny_queue_server.pid)
     assert set(procs) == {"tritonserver", "moe_ids_preprocess", "moe_ids_model"}
+
+
+def test_only_queue_policy_refusals_count_as_rejections() -> None:
+    assert classify(503, "in ensemble 'moe_ids', Exceeds maximum queue size") == REJECTED
+    assert classify(400, "Request timeout expired") == REJECTED
+    assert classify(500, "Stub process 'moe_ids_model_0_0' is not healthy.") == FAILED
+    assert classify(0, "timed out") == FAILED
