@@ -3,7 +3,8 @@
 What Triton 2.51 does by itself is pinned down first: a dead Python-backend stub is not restarted and its
 model still reports READY while every inference fails. Then the watchdog of ``moe-ids serve`` (Supervisor)
 is shown to notice the dead stub and bring the service back. The watchdog's restart of a killed tritonserver
-is in tests/serving/test_server_lifecycle.py, and ``moe-ids score`` keeping exactly one output row per input
+is in tests/serving/test_server_lifecycle.py, the whole of ``moe-ids serve`` recovering from a killed stub
+in test_serve_recovery.py, and ``moe-ids score`` keeping exactly one output row per input
 row across a server restart in tests/client/test_score_cli.py::test_score_survives_a_server_restart.
 """
 
@@ -96,8 +97,9 @@ def test_triton_alone_leaves_a_killed_stub_dead_and_the_model_ready(server, flow
     np.testing.assert_allclose(infer(server, flows), reference, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("model", PYTHON_MODELS)
-def test_watchdog_restarts_the_server_when_a_stub_dies(server, flows: np.ndarray, model: str) -> None:
+def test_watchdog_restarts_the_server_when_a_stub_dies(server, flows: np.ndarray) -> None:
+    """The preprocess stub here; the classifier's under ``moe-ids serve`` in test_serve_recovery.py."""
+    model = contract.PREPROCESS_MODEL
     reference = infer(server, flows)
     messages: list[str] = []
     supervisor = Supervisor(server, max_restarts=2, poll_s=0.2, log=messages.append)
