@@ -30,6 +30,13 @@ def test_request_codes_default_parameter_and_tensor() -> None:
     assert per_row.tolist() == [0, 1, 0]
 
 
+def test_empty_or_default_means_the_models_default() -> None:
+    zero = STRATEGIES.index("zero")  # a model whose preprocessing.json says default_strategy "zero"
+    assert request_codes(np.array([[b""]], dtype=object), None, 1, zero) == zero
+    assert request_codes(np.array([[b"default"], [b"mean"]], dtype=object), None, 2, zero).tolist() == [zero, 1]
+    assert request_codes(None, "default", 1, zero) == zero
+
+
 @pytest.mark.parametrize("values, match", [
     (np.array([[b"bogus"]], dtype=object), "unknown imputation strategy"),
     (np.array([[b"zero"], [b"mean"]], dtype=object), "expected 1 or 3"),

@@ -34,13 +34,23 @@ from moe_ids.serving.repository import PARAM_DEFAULT_STRATEGY, PARAM_STATS_FILE,
 PARAMETER_IMPUTATION = "imputation"  # request parameter alternative to the IMPUTATION tensor
 
 
+DEFAULT_NAMES = frozenset({"", "default", b"", b"default"})
+
+
+def _code(value: Any, default_code: int) -> int:
+    """Code of one strategy name; empty or "default" means the model's default, not the library's."""
+    if isinstance(value, (str, bytes)) and value.strip().lower() in DEFAULT_NAMES:
+        return default_code
+    return strategy_code(value)
+
+
 def request_codes(imputation: np.ndarray | None, parameter: Any, n_rows: int, default_code: int) -> int | np.ndarray:
     """Imputation code(s) of one request: a scalar when uniform, else one code per row."""
     if imputation is None:
         if parameter is None:
             return default_code
         try:
-            return strategy_code(str(parameter))
+            return _code(str(parameter), default_code)
         except PreprocessingError as exc:
             raise PreprocessingError(f"request parameter '{PARAMETER_IMPUTATION}': {exc}") from None
     values = np.asarray(imputation)
@@ -52,8 +62,8 @@ def request_codes(imputation: np.ndarray | None, parameter: Any, n_rows: int, de
             f"{INPUT_IMPUTATION}: expected 1 or {n_rows} strategies (one per flow), got {flat.shape[0]}")
     distinct = set(flat.tolist())
     if len(distinct) == 1:
-        return strategy_code(next(iter(distinct)))
-    lookup = {value: strategy_code(value) for value in distinct}
+        return _code(next(iter(distinct)), default_code)
+    lookup = {value: _code(value, default_code) for value in distinct}
     return np.fromiter((lookup[v] for v in flat.tolist()), dtype=np.int64, count=flat.shape[0])
 
 
