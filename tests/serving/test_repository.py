@@ -119,7 +119,9 @@ def test_invalid_options_are_refused() -> None:
 
 def test_committed_repository_matches_the_generator() -> None:
     """model_repository/ is the cpu repository of the default model: regenerate and compare every text file."""
-    rendered = render_repository(options_for_model(artifacts.default_model_dir()))
+    from moe_ids.serving.bootstrap import ensure_model
+
+    rendered = render_repository(options_for_model(ensure_model(artifacts.default_model_dir())))
     root = committed_repository()
     committed = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*")
                  if p.is_file() and p.name != ".gitignore" and p.suffix not in (".onnx", ".plan", ".json")}
