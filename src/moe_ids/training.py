@@ -36,18 +36,18 @@ VALIDATION_MISSING = (0.0, 0.5, 0.75)
 @dataclass
 class TrainConfig:
     seed: int = 7
-    epochs: int = 60
+    epochs: int = 80
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    patience: int = 10
+    patience: int = 15
     clean_fraction: float = 0.25  # rows trained with every feature present
     max_missing: float = 0.9
     aux_weight: float = 0.3
     family_weight: float = 0.5
     balance_weight: float = 0.01
     threads: int = 2
-    label_balance_power: float = 0.5  # per-raw-label sample weight (n/count)^power: rare attacks count more
+    label_balance_power: float = 0.0  # >0 weights rows by (n/count(label))^power; 0.5 cost 0.003-0.008 F1
 
 
 def drop_features(x: np.ndarray, fraction: float | np.ndarray, rng: np.random.Generator) -> np.ndarray:
