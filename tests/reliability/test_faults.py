@@ -131,7 +131,12 @@ def test_watchdog_restarts_the_server_when_a_stub_dies(server, flows: np.ndarray
         print(f"\nkilled {model} stub (pid {victim}): correct answers again after {recovered:.1f} s")
         assert len(supervisor.restarts) == 1
         assert any(f"Python-backend stub of {model} (pid {victim}) died" in m for m in messages), messages
+        # The supervisor records the new server's stubs on its next poll after readiness: give it that poll.
+        settle = time.monotonic() + 10
         after = backend_stubs(server.pid)
+        while missing_stubs(supervisor.stubs, after) and time.monotonic() < settle:
+            time.sleep(0.1)
+            after = backend_stubs(server.pid)
         assert set(after) == set(PYTHON_MODELS) and not missing_stubs(supervisor.stubs, after)
         assert victim not in after[model]
     finally:
