@@ -15,7 +15,8 @@ from pathlib import Path
 STUB_EXECUTABLE = "triton_python_backend_stub"
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """Direct children of a process (every thread's), from /proc; empty once it is gone."""
     kids: list[int] = []
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
@@ -24,6 +25,16 @@ def _children(pid: int) -> list[int]:
     except OSError:
         pass
     return kids
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants, parents first."""
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children(p)
+    return tree
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -53,7 +64,7 @@ def stub_model(cmdline: list[str]) -> str | None:
 def backend_stubs(server_pid: int) -> dict[str, list[int]]:
     """Live stub pids of ``server_pid`` per model name (children of the server only: stubs are not nested)."""
     stubs: dict[str, list[int]] = {}
-    for pid in _children(server_pid):
+    for pid in children(server_pid):
         model = stub_model(_cmdline(pid))
         if model is not None and _alive(pid):
             stubs.setdefault(model, []).append(pid)
