@@ -78,21 +78,25 @@ def test_dynamic_batching_priorities_and_queue_policy() -> None:
     configs = parse_configs(render_repository(opts))
     for name in (contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL):
         db = configs[name].dynamic_batching
-        assert db.priority_levels == 2
-        assert db.default_priority_level == contract.PRIORITY_BULK
-        assert set(db.priority_queue_policy) == {contract.PRIORITY_REALTIME, contract.PRIORITY_BULK}
-        realtime = db.priority_queue_policy[contract.PRIORITY_REALTIME]
-        assert realtime.timeout_action == pb.ModelQueuePolicy.REJECT and realtime.allow_timeout_override
-        assert realtime.default_timeout_microseconds == opts.realtime_timeout_us
-        assert db.default_queue_policy.max_queue_size == opts.max_queue_size
         assert list(db.preferred_batch_size) == list(opts.preferred_batch_sizes)
         assert 0 < db.max_queue_delay_microseconds <= 1000
         assert [w.batch_size for w in configs[name].model_warmup] == list(opts.warmup_batch_sizes)
+    db = configs[contract.PREPROCESS_MODEL].dynamic_batching  # admission: every request passes here first
+    assert db.priority_levels == 2
+    assert db.default_priority_level == contract.PRIORITY_BULK
+    assert set(db.priority_queue_policy) == {contract.PRIORITY_REALTIME, contract.PRIORITY_BULK}
+    realtime = db.priority_queue_policy[contract.PRIORITY_REALTIME]
+    assert realtime.timeout_action == pb.ModelQueuePolicy.REJECT and realtime.allow_timeout_override
+    assert realtime.default_timeout_microseconds == opts.realtime_timeout_us
+    assert db.default_queue_policy.max_queue_size == opts.max_queue_size
+    # No policy behind admission: Triton 2.51's batcher stalls ~500 ms with one on the second step.
+    db = configs[contract.CLASSIFIER_MODEL].dynamic_batching
+    assert db.priority_levels == 0 and not db.HasField("default_queue_policy") and not db.priority_queue_policy
 
 
 def test_queue_policy_can_be_left_out() -> None:
     configs = parse_configs(render_repository(RepositoryOptions(queue_policy=False)))
-    db = configs[contract.CLASSIFIER_MODEL].dynamic_batching
+    db = configs[contract.PREPROCESS_MODEL].dynamic_batching
     assert db.priority_levels == 0 and not db.HasField("default_queue_policy") and not db.priority_queue_policy
     assert db.max_queue_delay_microseconds > 0
 
