@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads per classifier instance")
     p.add_argument("--max-queue-delay-us", type=int, default=d.max_queue_delay_us)
     p.add_argument("--no-queue-policy", action="store_true",
-                   help="no priority levels or queue policies (avoids Triton 2.51's occasional 500 ms batcher "
-                        "stall, gives up real-time priority and queue bounds)")
+                   help="no priority levels or queue policy on the admitting preprocess step (plain dynamic "
+                        "batching everywhere: no real-time priority, no queue bounds)")
     p.add_argument("--tensorrt-accelerator", action="store_true",
                    help="gpu-onnx: enable the TensorRT execution accelerator (FP16)")
     p.add_argument("--text-only", action="store_true",
