@@ -33,9 +33,29 @@ class MoEConfig:
     embedding: int = 96
     gate_hidden: int = 64
     dropout: float = 0.1
+    periodic_k: int = 8  # frequencies per feature of the experts' periodic input encoding (0 = off)
+    periodic_sigma: float = 3.0  # std of the initial frequencies, in cycles per standard deviation
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class PeriodicEncoding(nn.Module):
+    """sin/cos of learned frequencies of each scaled feature (Gorishniy et al., NeurIPS 2022).
+
+    A plain MLP cannot resolve values that scaling squeezes together — TCP window sizes 247 and 259 differ by
+    0.01 standard deviations, yet tell SSH brute force from normal SSH — while trees split on them exactly.
+    Periodic features with learned frequencies give the expert that resolution; it runs inside the graph, so
+    serving's preprocessing is unchanged.
+    """
+
+    def __init__(self, n_features: int, k: int, sigma: float) -> None:
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.randn(n_features, k) * sigma)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        angles = 2 * torch.pi * z.unsqueeze(2) * self.frequencies.unsqueeze(0)
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=2).flatten(1)
 
 
 def _mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
@@ -60,8 +80,11 @@ class MixtureOfExperts(nn.Module):
         c = self.config
         self.register_buffer("tab_idx", torch.tensor(TABULAR_INDICES, dtype=torch.long), persistent=False)
         self.register_buffer("tmp_idx", torch.tensor(TEMPORAL_INDICES, dtype=torch.long), persistent=False)
-        self.tabular_expert = _mlp(2 * c.n_tabular, c.hidden, c.embedding, c.dropout)
-        self.temporal_expert = _mlp(2 * c.n_temporal, c.hidden, c.embedding, c.dropout)
+        width = 2 + 2 * c.periodic_k  # value, mask bit and the periodic encoding of each feature
+        self.tabular_periodic = PeriodicEncoding(c.n_tabular, c.periodic_k, c.periodic_sigma)
+        self.temporal_periodic = PeriodicEncoding(c.n_temporal, c.periodic_k, c.periodic_sigma)
+        self.tabular_expert = _mlp(width * c.n_tabular, c.hidden, c.embedding, c.dropout)
+        self.temporal_expert = _mlp(width * c.n_temporal, c.hidden, c.embedding, c.dropout)
         self.gate = nn.Sequential(
             nn.Linear(c.n_tabular + c.n_temporal + c.n_features, c.gate_hidden),
             nn.GELU(),
@@ -76,8 +99,8 @@ class MixtureOfExperts(nn.Module):
         """Expert embeddings and gating weights (softmax over the two experts)."""
         tab_mask = mask.index_select(1, self.tab_idx)
         tmp_mask = mask.index_select(1, self.tmp_idx)
-        e_tab = self.tabular_expert(torch.cat([tabular, tab_mask], dim=1))
-        e_tmp = self.temporal_expert(torch.cat([temporal, tmp_mask], dim=1))
+        e_tab = self.tabular_expert(torch.cat([tabular, tab_mask, self.tabular_periodic(tabular)], dim=1))
+        e_tmp = self.temporal_expert(torch.cat([temporal, tmp_mask, self.temporal_periodic(temporal)], dim=1))
         gating = torch.softmax(self.gate(torch.cat([tabular, temporal, mask], dim=1)), dim=1)
         return e_tab, e_tmp, gating
 
