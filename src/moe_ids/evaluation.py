@@ -183,7 +183,12 @@ def plot_report(result: dict, path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
     table = result["missing"][0]["calibration"]["reliability"]
     ax1.plot([0.5, 1], [0.5, 1], "k--", lw=1, label="perfect calibration")
-    ax1.plot([t["confidence"] for t in table], [t["accuracy"] for t in table], "o-", label="MoE")
+    ax1.plot([t["confidence"] for t in table], [t["accuracy"] for t in table], "-", color="tab:blue", lw=1)
+    ax1.scatter([t["confidence"] for t in table], [t["accuracy"] for t in table],
+                s=[12 + 20 * np.log10(t["flows"]) for t in table], color="tab:blue", zorder=3, label="MoE")
+    for t in table:  # sparse low-confidence bins swing; the counts say how much each point weighs
+        ax1.annotate(f"n={t['flows']}", (t["confidence"], t["accuracy"]), textcoords="offset points",
+                     xytext=(4, -10), fontsize=7)
     ece = result["missing"][0]["calibration"]["ece"]
     ax1.set(xlabel="confidence", ylabel="accuracy", title=f"Reliability (ECE {ece:.4f})")
     ax1.legend()

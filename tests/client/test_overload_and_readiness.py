@@ -1,10 +1,11 @@
 """Overload and not-ready, provoked for real on a server of this module's own: the generated repository with a
-queue of one request per priority level, in explicit model-control mode so a model can be unloaded."""
+2 ms queueing deadline, in explicit model-control mode so a model can be unloaded."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -27,7 +28,10 @@ def tiny_queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
     model_dir = ensure_model()
     root = tmp_path_factory.mktemp("tiny-queue")
-    options = options_for_model(model_dir, max_queue_size=1, warmup_batch_sizes=())
+    # One request per execution (max_batch_size 512 = one request of the flood), so requests queue at admission
+    # instead of all joining one batch; a 2 ms queueing deadline then rejects part of any flood for certain.
+    options = options_for_model(model_dir, max_batch_size=512, realtime_timeout_us=2000, bulk_timeout_us=2000,
+                                warmup_batch_sizes=())
     repository = build_repository(model_dir, root / "repository", options)
     server = TritonServer(repository, log_path=root / "tritonserver.log",
                           extra_args=["--model-control-mode=explicit", "--load-model=*"])
@@ -40,18 +44,36 @@ def tiny_queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
 @pytest.fixture(scope="module")
 def flood() -> np.ndarray:
-    """40K real flows: enough 512-flow requests in flight to overflow a queue of one."""
+    """40K real flows: enough 512-flow requests in flight to outrun a 2 ms queueing deadline."""
     return np.tile(load_flows(FLOWS_CSV).features.to_numpy(np.float32), (4, 1))
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_full_queue_raises_overloaded(tiny_queue_server, flood: np.ndarray, protocol: str) -> None:
+    """Several clients flood a queue with a 2 ms deadline at once; at least one of them is told it was refused.
+
+    One HTTP client alone encodes its requests one after another, slower than the server drains them, so the
+    flood comes from several clients, as it would in production.
+    """
     url = tiny_queue_server.grpc_url if protocol == "grpc" else tiny_queue_server.http_url
-    client = MoEClient(url, protocol=protocol, retries=0, concurrency=16)
-    with pytest.raises(OverloadedError, match="Exceeds maximum queue size"):
-        for _ in range(10):  # stops at the first rejection; more floods only when a busy machine drains the queue
-            client.predict_batch(flood, batch_size=512)
-    assert client.is_ready()  # rejecting is not failing: the server serves on
+
+    def flood_once(part: np.ndarray) -> Exception | None:
+        client = MoEClient(url, protocol=protocol, retries=0, concurrency=16)
+        try:
+            client.predict_batch(part, batch_size=512)
+        except Exception as exc:  # noqa: BLE001 - collected and checked below
+            return exc
+        finally:
+            client.close()
+        return None
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        errors = [e for e in pool.map(flood_once, np.array_split(flood[:24000], 6)) if e is not None]
+    assert errors, "six concurrent clients never outran a 2 ms queueing deadline"
+    for error in errors:
+        assert isinstance(error, OverloadedError), repr(error)
+        assert "Request timeout expired" in str(error)
+    assert MoEClient(url, protocol=protocol).is_ready()  # rejecting is not failing: the server serves on
 
 
 def test_retries_ride_out_overload(tiny_queue_server, flood: np.ndarray) -> None:

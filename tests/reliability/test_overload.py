@@ -1,7 +1,7 @@
-"""A short overload run (about 15 s) against a real server with a tiny queue, so rejections are certain.
+"""A short overload run (about 15 s) against a real server with 20 ms queueing deadlines, so rejections are certain.
 
 The same code as ``moe-ids loadtest --scenario overload`` (loadtest/overload.py) with the capacity given rather
-than calibrated and a queue of two requests per priority level: three times the given rate must end with no
+than calibrated and a 20 ms queueing deadline per priority level: three times the given rate must end with no
 process dead, every request answered (a result or an explicit queue-policy refusal, none failed or timed
 out) and the server still ready. Latency is printed, not asserted: the 60 s run's figures are in
 docs/reliability.md. That the client SDK turns these refusals into OverloadedError and backs off until the
@@ -37,7 +37,7 @@ def tiny_queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
     model_dir = ensure_model()
     root = tmp_path_factory.mktemp("overload")
-    options = options_for_model(model_dir, max_queue_size=2, warmup_batch_sizes=())
+    options = options_for_model(model_dir, realtime_timeout_us=20_000, bulk_timeout_us=20_000, warmup_batch_sizes=())
     server = TritonServer(build_repository(model_dir, root / "repository", options),
                           log_path=root / "tritonserver.log")
     server.start()
@@ -55,7 +55,7 @@ def test_three_times_capacity_is_answered_or_rejected(tiny_queue_server, tmp_pat
     print("\n" + format_overload(summary))
     outcome = summary["outcome"]
     assert outcome[ACCEPTED]["requests"] > 0, "nothing was accepted"
-    assert outcome[REJECTED]["requests"] > 0, "a queue of two never overflowed at 3x"
+    assert outcome[REJECTED]["requests"] > 0, "a 20 ms queueing deadline never expired at 3x"
     assert outcome[FAILED]["requests"] == 0, (tmp_path / "overload_failures.csv").read_text()
     assert summary["ready_after"] and tiny_queue_server.running()
     assert summary["checks"]["every process survived"]

@@ -84,7 +84,8 @@ def held_out_flows() -> np.ndarray:
     meta = artifacts.read_json(artifacts.default_model_dir() / artifacts.METADATA)
     corpus = load_corpus()
     test = split_indices(corpus, int(meta["training_data"]["split_seed"]))["test"]
-    return corpus.features[test].astype(np.float32)
+    # Shuffled: the split lists rows in file order, whose first few hundred are all normal traffic.
+    return corpus.features[np.random.default_rng(0).permutation(test)].astype(np.float32)
 
 
 def infer(grpc_url: str, features: np.ndarray, strategy: str | None = None) -> dict[str, np.ndarray]:

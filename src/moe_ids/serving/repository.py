@@ -62,9 +62,13 @@ class RepositoryOptions:
     single_thread_below_rows: int = 64  # cpu target: executions with fewer rows run ONNX Runtime on one thread
     preferred_batch_sizes: Sequence[int] = (64, 256, 1024)
     max_queue_delay_us: int = 200
-    max_queue_size: int = 2048  # requests waiting per priority level before Triton rejects new ones
+    # Overload is shed by queueing deadlines, not by queue length: on Triton 2.51 an ensemble step that rejects
+    # requests for "Exceeds maximum queue size" crashes the server (SIGSEGV) within seconds of a flood
+    # (reproduced; deadline rejections under the same flood never did). With max_queue_size 0 (unbounded) the
+    # queue holds at most arrival rate x deadline requests. Set a size only on a Triton release with the fix.
+    max_queue_size: int = 0
     realtime_timeout_us: int = 1_000_000  # queueing budget of a real-time (priority 1) request
-    bulk_timeout_us: int = 30_000_000  # queueing budget of a bulk (priority 2, default) request
+    bulk_timeout_us: int = 5_000_000  # queueing budget of a bulk (priority 2, default) request; clients retry
     # Priority levels and bounded, deadline-aware queues on the admitting (preprocess) step; see
     # _dynamic_batching for why not on the classifier. False leaves plain dynamic batching everywhere.
     queue_policy: bool = True
@@ -115,13 +119,14 @@ def _dynamic_batching(config, opts: RepositoryOptions, admission: bool) -> None:
     Triton's priority 1 is the highest; ``priority_levels: 2`` enables levels 1 and 2, and requests that name
     no priority (or 0) get ``default_priority_level`` 2 = bulk. Real-time single flows are sent at
     contract.PRIORITY_REALTIME and jump the queue. Each level has its own bounded queue (REJECT when full) and
-    its own queueing deadline, which a request may shorten or lengthen (``allow_timeout_override``).
+    its own queueing deadline, which a request may shorten or lengthen (``allow_timeout_override``); requests
+    past it are rejected (see ``RepositoryOptions.max_queue_size`` for why deadlines, not a queue bound).
 
     The policy sits on the ensemble's first step (``admission``), which every request passes first. On the
     classifier step behind it Triton 2.51's batcher stalls with any priority level or queue policy: measured
     with 32 single-flow requests in flight, 4-8% of requests waited for its 500 ms idle wake-up (p99 ~510 ms),
-    and not one with the policy on the first step only (p99 12 ms, higher throughput). Admission there bounds
-    what reaches the classifier, and a flow admitted once is no longer dropped after preprocessing.
+    and not one with the policy on the first step only (p99 12 ms, higher throughput). A flow admitted once is
+    no longer dropped after preprocessing.
     """
     pb = _pb()
     db = config.dynamic_batching
@@ -137,7 +142,8 @@ def _dynamic_batching(config, opts: RepositoryOptions, admission: bool) -> None:
         policy.timeout_action = pb.ModelQueuePolicy.REJECT
         policy.default_timeout_microseconds = timeout
         policy.allow_timeout_override = True
-        policy.max_queue_size = opts.max_queue_size
+        if opts.max_queue_size:
+            policy.max_queue_size = opts.max_queue_size
 
 
 def _warmup(config, inputs: Sequence[tuple[str, str, int]], opts: RepositoryOptions) -> None:
