@@ -7,7 +7,9 @@ request's rows are, and slice outputs back. Pure numpy, so they are unit-tested 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -43,3 +45,10 @@ def invalid_argument(pb_utils, message: str):
     code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
     error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
     return pb_utils.InferenceResponse(error=error)
+
+
+def model_parameters(args: dict[str, str]) -> tuple[dict[str, str], Path]:
+    """The string parameters of a model's config and its version directory, from Triton's initialize() args."""
+    config = json.loads(args["model_config"])
+    params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+    return params, Path(args["model_repository"]) / str(args["model_version"])

@@ -8,9 +8,6 @@ onnxruntime or TensorRT backend takes this model's place with the same tensor na
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from moe_ids.artifacts import ONNX_FP32
@@ -25,7 +22,14 @@ from moe_ids.contract import (
     TEMPORAL,
 )
 from moe_ids.onnx_runtime import make_session, run_onnx
-from moe_ids.serving.backends.batching import concat, inputs_by_name, invalid_argument, row_offsets, split
+from moe_ids.serving.backends.batching import (
+    concat,
+    inputs_by_name,
+    invalid_argument,
+    model_parameters,
+    row_offsets,
+    split,
+)
 from moe_ids.serving.monitoring import Monitor
 from moe_ids.serving.repository import PARAM_ONNX_FILE, PARAM_SMALL_ROWS, PARAM_THREADS
 
@@ -49,9 +53,7 @@ class TritonPythonModel:
         import triton_python_backend_utils as pb_utils
 
         self.pb = pb_utils
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        version_dir = Path(args["model_repository"]) / str(args["model_version"])
+        params, version_dir = model_parameters(args)
         threads = int(params.get(PARAM_THREADS, "1"))
         path = version_dir / params.get(PARAM_ONNX_FILE, ONNX_FP32)
         self.session = make_session(path, threads=threads)

@@ -14,7 +14,6 @@ are still answered.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,14 @@ from moe_ids.preprocessing import (
     strategy_code,
     validate_features,
 )
-from moe_ids.serving.backends.batching import concat, inputs_by_name, invalid_argument, row_offsets, split
+from moe_ids.serving.backends.batching import (
+    concat,
+    inputs_by_name,
+    invalid_argument,
+    model_parameters,
+    row_offsets,
+    split,
+)
 from moe_ids.serving.monitoring import Monitor, load_drift_reference
 from moe_ids.serving.repository import PARAM_DEFAULT_STRATEGY, PARAM_STATS_FILE, STATS_FILE
 
@@ -93,9 +99,7 @@ class TritonPythonModel:
         import triton_python_backend_utils as pb_utils
 
         self.pb = pb_utils
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        version_dir = Path(args["model_repository"]) / str(args["model_version"])
+        params, version_dir = model_parameters(args)
         stats = PreprocessingStats.from_json(version_dir / params.get(PARAM_STATS_FILE, STATS_FILE))
         default = params.get(PARAM_DEFAULT_STRATEGY) or stats.default_strategy
         self.preprocessor = Preprocessor(stats)
