@@ -13,41 +13,20 @@ from moe_ids import contract
 
 from . import protocol as proto
 from .errors import MoEClientError, translate
-from .features import check_unknown_policy, encode_flows
+from .features import encode_flows
 from .model_info import ModelInfo
 from .results import Prediction, row_to_prediction
-from .retry import RetryPolicy, acall_with_retry
+from .retry import acall_with_retry
+from .settings import ClientSettings
 
 
-class AsyncMoEClient:
+class AsyncMoEClient(ClientSettings):
     """The same API as ``MoEClient`` with coroutines, on tritonclient.grpc.aio / tritonclient.http.aio.
 
     Use as ``async with AsyncMoEClient(url) as client: await client.predict(flow)``.
     """
 
-    def __init__(
-        self,
-        url: str | None = None,
-        protocol: str = "grpc",
-        model_name: str = contract.ENSEMBLE_MODEL,
-        timeout: float = 30.0,
-        retries: int = 3,
-        *,
-        concurrency: int = 4,
-        unknown: str = "raise",
-        backoff: float = 0.1,
-        max_backoff: float = 5.0,
-        verbose: bool = False,
-    ) -> None:
-        self.protocol = proto.check_protocol(protocol)
-        self.url = proto.normalize_url(url, self.protocol)
-        self.model_name = model_name
-        self.timeout = float(timeout)
-        self.concurrency = max(1, int(concurrency))
-        self.unknown = check_unknown_policy(unknown)
-        self.retry_policy = RetryPolicy(retries=max(0, int(retries)), base=backoff, cap=max_backoff)
-        self._info: ModelInfo | None = None
-        self._verbose = verbose
+    def _connect(self) -> None:
         self._client: Any = None
         if self.protocol == "grpc":
             import tritonclient.grpc.aio as module

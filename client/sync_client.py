@@ -16,13 +16,14 @@ from moe_ids import contract
 
 from . import protocol as proto
 from .errors import MoEClientError, translate
-from .features import check_unknown_policy, encode_flows
+from .features import encode_flows
 from .model_info import ModelInfo
 from .results import Prediction, row_to_prediction
-from .retry import RetryPolicy, call_with_retry
+from .retry import call_with_retry
+from .settings import ClientSettings
 
 
-class MoEClient:
+class MoEClient(ClientSettings):
     """Client of the ``moe_ids`` ensemble on a Triton server, over gRPC (default) or HTTP.
 
     The feature order, outputs and label sets are read from the server on first use (``model_info``), so
@@ -30,40 +31,19 @@ class MoEClient:
     timeout) are retried ``retries`` times with exponential backoff and jitter; bad input never is.
     """
 
-    def __init__(
-        self,
-        url: str | None = None,
-        protocol: str = "grpc",
-        model_name: str = contract.ENSEMBLE_MODEL,
-        timeout: float = 30.0,
-        retries: int = 3,
-        *,
-        concurrency: int = 4,
-        unknown: str = "raise",
-        backoff: float = 0.1,
-        max_backoff: float = 5.0,
-        verbose: bool = False,
-    ) -> None:
-        self.protocol = proto.check_protocol(protocol)
-        self.url = proto.normalize_url(url, self.protocol)
-        self.model_name = model_name
-        self.timeout = float(timeout)
-        self.concurrency = max(1, int(concurrency))
-        self.unknown = check_unknown_policy(unknown)
-        self.retry_policy = RetryPolicy(retries=max(0, int(retries)), base=backoff, cap=max_backoff)
-        self._info: ModelInfo | None = None
+    def _connect(self) -> None:
         self._info_lock = threading.Lock()
         if self.protocol == "grpc":
             import tritonclient.grpc as module
 
             self._module = module
-            self._client = module.InferenceServerClient(self.url, verbose=verbose)
+            self._client = module.InferenceServerClient(self.url, verbose=self._verbose)
         else:
             import tritonclient.http as module
 
             self._module = module
             self._client = module.InferenceServerClient(
-                self.url, verbose=verbose, concurrency=self.concurrency,
+                self.url, verbose=self._verbose, concurrency=self.concurrency,
                 connection_timeout=self.timeout, network_timeout=self.timeout)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
