@@ -22,6 +22,9 @@ INPUT_IMPUTATION = "IMPUTATION"  # optional BYTES [batch, 1]: zero | mean | medi
 TABULAR = "TABULAR"
 TEMPORAL = "TEMPORAL"
 MISSING_MASK = "MISSING_MASK"
+# INT64 [batch, 1], cpu target only: CLOCK_MONOTONIC nanoseconds at which the preprocess step admitted the flow.
+# The classifier step refuses a flow that then waited past its budget (see RepositoryOptions.admitted_timeout_us).
+ADMITTED_NS = "ADMITTED_NS"
 
 # Classifier (ONNX graph) outputs == ensemble outputs
 PROBABILITIES = "PROBABILITIES"  # FP32 [batch, 2]: Normal, Attack

@@ -7,7 +7,7 @@ import pytest
 
 from moe_ids.preprocessing import STRATEGIES, PreprocessingError
 from moe_ids.serving.backends.batching import concat, row_offsets, split
-from moe_ids.serving.backends.classifier import check_input
+from moe_ids.serving.backends.classifier import Overdue, check_admission, check_input
 from moe_ids.serving.backends.preprocess import batch_codes, request_codes
 
 MEDIAN = STRATEGIES.index("median")
@@ -60,3 +60,15 @@ def test_classifier_input_checks() -> None:
         check_input("MISSING_MASK", ok.astype(np.float64))
     with pytest.raises(ValueError, match=r"MISSING_MASK: expected shape \[batch, 70\]"):
         check_input("MISSING_MASK", ok[:, :5])
+
+
+def test_admission_budget_check() -> None:
+    stamp = np.array([[1_000], [400]], dtype=np.int64)  # the oldest flow of the request decides
+    check_admission(stamp, now_ns=1_400, budget_ns=1_000)
+    with pytest.raises(Overdue, match=r"request timeout expired: waited 0 ms .* \(budget 0 ms\)"):
+        check_admission(stamp, now_ns=1_401, budget_ns=1_000)
+    with pytest.raises(Overdue, match="waited 2500 ms for the classifier after admission"):
+        check_admission(np.zeros((1, 1), dtype=np.int64), now_ns=2_500_000_000, budget_ns=1_000_000_000)
+    for bad in (np.zeros((2, 1), dtype=np.float32), np.zeros((2,), dtype=np.int64), np.zeros((0, 1), np.int64)):
+        with pytest.raises(ValueError, match="ADMITTED_NS: expected INT64"):
+            check_admission(bad, now_ns=0, budget_ns=1)

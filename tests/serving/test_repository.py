@@ -42,12 +42,14 @@ def test_tensor_names_and_widths_come_from_the_contract(target: str) -> None:
     configs = parse_configs(render_repository(RepositoryOptions(target=target)))
     models = (contract.ENSEMBLE_MODEL, contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL)
     ens, pre, clf = (configs[m] for m in models)
-    widths = {**contract.INPUT_WIDTHS, **contract.OUTPUT_WIDTHS}
+    widths = {**contract.INPUT_WIDTHS, **contract.OUTPUT_WIDTHS, contract.ADMITTED_NS: 1}
     assert [i.name for i in ens.input] == [contract.INPUT_FEATURES, contract.INPUT_IMPUTATION]
     assert [i.name for i in pre.input] == [contract.INPUT_FEATURES, contract.INPUT_IMPUTATION]
     assert ens.input[1].optional and pre.input[1].optional
-    assert tuple(o.name for o in pre.output) == contract.ONNX_INPUTS
-    assert tuple(i.name for i in clf.input) == contract.ONNX_INPUTS
+    stamp = (contract.ADMITTED_NS,) if target == "cpu" else ()  # only a Python classifier checks the stamp
+    assert tuple(o.name for o in pre.output) == contract.ONNX_INPUTS + stamp
+    assert tuple(i.name for i in clf.input) == contract.ONNX_INPUTS + stamp
+    assert all(i.optional == (i.name == contract.ADMITTED_NS) for i in clf.input)
     assert tuple(o.name for o in clf.output) == contract.ONNX_OUTPUTS
     assert tuple(o.name for o in ens.output) == contract.ONNX_OUTPUTS
     for tensor in [*pre.input[:1], *pre.output, *clf.input, *clf.output, *ens.output]:
@@ -71,6 +73,20 @@ def test_target_specific_classifier() -> None:
     assert trt.platform == "tensorrt_plan" and trt.default_model_filename == artifacts.TRT_PLAN
     # The preprocess step stays a CPU Python model on every target.
     assert onnx[contract.PREPROCESS_MODEL].instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
+
+
+def test_admission_stamp_only_where_the_classifier_can_check_it() -> None:
+    cpu = parse_configs(render_repository(RepositoryOptions(admitted_timeout_us=250_000)))
+    assert cpu[contract.CLASSIFIER_MODEL].parameters["admitted_timeout_us"].string_value == "250000"
+    assert cpu[contract.PREPROCESS_MODEL].parameters["stamp_admission"].string_value == "true"
+    for opts in (RepositoryOptions(admitted_timeout_us=0), RepositoryOptions(queue_policy=False),
+                 RepositoryOptions(target="gpu-onnx")):
+        configs = parse_configs(render_repository(opts))
+        names = [t.name for c in configs.values() for t in (*c.input, *c.output)]
+        assert contract.ADMITTED_NS not in names
+        assert "stamp_admission" not in configs[contract.PREPROCESS_MODEL].parameters
+    with pytest.raises(ValueError, match="admitted_timeout_us"):
+        RepositoryOptions(admitted_timeout_us=-1)
 
 
 def test_dynamic_batching_priorities_and_queue_policy() -> None:

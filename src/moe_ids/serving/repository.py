@@ -38,6 +38,8 @@ PARAM_SMALL_ROWS = "onnx_single_thread_below_rows"
 PARAM_ONNX_FILE = "onnx_file"
 PARAM_STATS_FILE = "preprocessing_file"
 PARAM_DEFAULT_STRATEGY = "default_imputation"
+PARAM_STAMP_ADMISSION = "stamp_admission"
+PARAM_ADMITTED_TIMEOUT = "admitted_timeout_us"
 
 STATS_FILE = artifacts.PREPROCESSING  # copied into moe_ids_preprocess/1/
 LABEL_FILES: dict[str, str] = {
@@ -69,6 +71,11 @@ class RepositoryOptions:
     max_queue_size: int = 0
     realtime_timeout_us: int = 1_000_000  # queueing budget of a real-time (priority 1) request
     bulk_timeout_us: int = 5_000_000  # queueing budget of a bulk (priority 2, default) request; clients retry
+    # cpu target: how long an admitted flow may wait for the classifier step before it is refused with "request
+    # timeout expired". Triton's own queue policy cannot sit on that step (see _dynamic_batching), so the
+    # preprocess step stamps each flow (contract.ADMITTED_NS) and the Python classifier checks the stamp: under
+    # overload its queue then drains at the cost of a refusal, not of a model run. 0 disables the stamp.
+    admitted_timeout_us: int = 1_000_000
     # Priority levels and bounded, deadline-aware queues on the admitting (preprocess) step; see
     # _dynamic_batching for why not on the classifier. False leaves plain dynamic batching everywhere.
     queue_policy: bool = True
@@ -79,6 +86,11 @@ class RepositoryOptions:
     default_strategy: str = DEFAULT_STRATEGY
     extra_parameters: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def stamps_admission(self) -> bool:
+        """Whether flows carry their admission time to the classifier (only a Python classifier can check it)."""
+        return self.target == "cpu" and self.queue_policy and self.admitted_timeout_us > 0
+
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ValueError(f"target: unknown target {self.target!r}; expected one of {', '.join(TARGETS)}")
@@ -88,6 +100,8 @@ class RepositoryOptions:
             raise ValueError(f"instances: must be >= 1, got {self.instances}")
         if self.threads < 1:
             raise ValueError(f"threads: must be >= 1, got {self.threads}")
+        if self.admitted_timeout_us < 0:
+            raise ValueError(f"admitted_timeout_us: must be >= 0, got {self.admitted_timeout_us}")
         self.preferred_batch_sizes = tuple(b for b in self.preferred_batch_sizes if b <= self.max_batch_size)
         self.warmup_batch_sizes = tuple(b for b in self.warmup_batch_sizes if b <= self.max_batch_size)
 
@@ -173,6 +187,9 @@ def preprocess_config(opts: RepositoryOptions):
     _add_io(c.input, contract.INPUT_IMPUTATION, "TYPE_STRING", [1], optional=True)
     for name in contract.ONNX_INPUTS:
         _add_io(c.output, name, "TYPE_FP32", [contract.INPUT_WIDTHS[name]])
+    if opts.stamps_admission:
+        _add_io(c.output, contract.ADMITTED_NS, "TYPE_INT64", [1])
+        _param(c, PARAM_STAMP_ADMISSION, "true")
     _dynamic_batching(c, opts, admission=True)
     _instance_group(c, "KIND_CPU", opts.instances)
     _warmup(c, [(contract.INPUT_FEATURES, "TYPE_FP32", contract.INPUT_WIDTHS[contract.INPUT_FEATURES])], opts)
@@ -195,6 +212,9 @@ def classifier_config(opts: RepositoryOptions):
         _param(c, PARAM_ONNX_FILE, artifacts.ONNX_FP32)
         _param(c, PARAM_THREADS, str(opts.threads))
         _param(c, PARAM_SMALL_ROWS, str(opts.single_thread_below_rows))
+        if opts.stamps_admission:  # optional: direct callers of this model send no stamp and are not timed
+            _add_io(c.input, contract.ADMITTED_NS, "TYPE_INT64", [1], optional=True)
+            _param(c, PARAM_ADMITTED_TIMEOUT, str(opts.admitted_timeout_us))
     elif opts.target == "gpu-onnx":
         c.backend = "onnxruntime"
         c.default_model_filename = artifacts.ONNX_FP32
@@ -227,6 +247,9 @@ def ensemble_config(opts: RepositoryOptions):
     clf = c.ensemble_scheduling.step.add(model_name=contract.CLASSIFIER_MODEL, model_version=-1)
     for name in contract.ONNX_INPUTS:
         clf.input_map[name] = f"_{name.lower()}"
+    if opts.stamps_admission:
+        pre.output_map[contract.ADMITTED_NS] = "_admitted_ns"
+        clf.input_map[contract.ADMITTED_NS] = "_admitted_ns"
     for name in contract.ONNX_OUTPUTS:
         clf.output_map[name] = name
     _param(c, "model_version", opts.model_version)

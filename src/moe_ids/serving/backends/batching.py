@@ -47,6 +47,13 @@ def invalid_argument(pb_utils, message: str):
     return pb_utils.InferenceResponse(error=error)
 
 
+def unavailable(pb_utils, message: str):
+    """An error response Triton reports as "try again later" (HTTP 503 / gRPC UNAVAILABLE)."""
+    code = getattr(pb_utils.TritonError, "UNAVAILABLE", None)
+    error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+    return pb_utils.InferenceResponse(error=error)
+
+
 def model_parameters(args: dict[str, str]) -> tuple[dict[str, str], Path]:
     """The string parameters of a model's config and its version directory, from Triton's initialize() args."""
     config = json.loads(args["model_config"])

@@ -8,10 +8,14 @@ onnxruntime or TensorRT backend takes this model's place with the same tensor na
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from moe_ids.artifacts import ONNX_FP32
 from moe_ids.contract import (
+    ADMITTED_NS,
+    CLASSIFIER_MODEL,
     GATING,
     INPUT_WIDTHS,
     MISSING_MASK,
@@ -29,9 +33,30 @@ from moe_ids.serving.backends.batching import (
     model_parameters,
     row_offsets,
     split,
+    unavailable,
 )
 from moe_ids.serving.monitoring import Monitor
-from moe_ids.serving.repository import PARAM_ONNX_FILE, PARAM_SMALL_ROWS, PARAM_THREADS
+from moe_ids.serving.repository import PARAM_ADMITTED_TIMEOUT, PARAM_ONNX_FILE, PARAM_SMALL_ROWS, PARAM_THREADS
+
+
+class Overdue(Exception):
+    """A flow waited past its budget after admission; refused as overload, like Triton's own queue deadline."""
+
+
+def overdue_message(waited_ns: int, budget_ns: int) -> str:
+    """Worded like Triton's queue-policy refusal ("Request timeout expired"), which clients already treat as
+    overload to back off from, plus how long the flow waited."""
+    return (f"{CLASSIFIER_MODEL}: request timeout expired: waited {waited_ns / 1e6:.0f} ms for the classifier after "
+            f"admission (budget {budget_ns / 1e6:.0f} ms); the server is overloaded, retry later")
+
+
+def check_admission(stamp: np.ndarray, now_ns: int, budget_ns: int) -> None:
+    """Raise Overdue when the oldest flow of a request was admitted more than ``budget_ns`` before ``now_ns``."""
+    if stamp.dtype != np.int64 or stamp.ndim != 2 or stamp.shape[1] != 1 or stamp.shape[0] == 0:
+        raise ValueError(f"{ADMITTED_NS}: expected INT64 [batch, 1], got {stamp.dtype} {list(stamp.shape)}")
+    waited = now_ns - int(stamp.min())
+    if waited > budget_ns:
+        raise Overdue(overdue_message(waited, budget_ns))
 
 
 def check_input(name: str, array: np.ndarray) -> np.ndarray:
@@ -62,10 +87,14 @@ class TritonPythonModel:
         self.small_rows = int(params.get(PARAM_SMALL_ROWS, "0"))
         self.small_session = make_session(path, threads=1) if threads > 1 and self.small_rows > 0 else self.session
         self.monitor = Monitor.from_triton_args(args, pb_utils, outputs=True)  # attack rate, gating histogram
+        self.admitted_budget_ns = int(params.get(PARAM_ADMITTED_TIMEOUT, "0")) * 1000
 
-    def _read(self, request) -> tuple[np.ndarray, ...]:
+    def _read(self, request, now_ns: int) -> tuple[np.ndarray, ...]:
         arrays = []
         tensors = inputs_by_name(request)
+        stamp = tensors.get(ADMITTED_NS)
+        if stamp is not None and self.admitted_budget_ns > 0:
+            check_admission(stamp.as_numpy(), now_ns, self.admitted_budget_ns)
         for name in ONNX_INPUTS:
             tensor = tensors.get(name)
             if tensor is None:
@@ -79,12 +108,15 @@ class TritonPythonModel:
         pb = self.pb
         responses: list = [None] * len(requests)
         good, rows = [], []
+        now = time.monotonic_ns()
         for i, request in enumerate(requests):
             try:
-                rows.append(self._read(request))
+                rows.append(self._read(request, now))
                 good.append(i)
             except ValueError as exc:
                 responses[i] = invalid_argument(pb, str(exc))
+            except Overdue as exc:
+                responses[i] = unavailable(pb, str(exc))
         if not good:
             return responses
         tabular, temporal, mask = (concat([r[k] for r in rows]) for k in range(3))

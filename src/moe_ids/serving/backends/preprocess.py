@@ -14,11 +14,12 @@ are still answered.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import numpy as np
 
-from moe_ids.contract import INPUT_FEATURES, INPUT_IMPUTATION, MISSING_MASK, TABULAR, TEMPORAL
+from moe_ids.contract import ADMITTED_NS, INPUT_FEATURES, INPUT_IMPUTATION, MISSING_MASK, TABULAR, TEMPORAL
 from moe_ids.preprocessing import (
     PreprocessingError,
     PreprocessingStats,
@@ -35,7 +36,12 @@ from moe_ids.serving.backends.batching import (
     split,
 )
 from moe_ids.serving.monitoring import Monitor, load_drift_reference
-from moe_ids.serving.repository import PARAM_DEFAULT_STRATEGY, PARAM_STATS_FILE, STATS_FILE
+from moe_ids.serving.repository import (
+    PARAM_DEFAULT_STRATEGY,
+    PARAM_STAMP_ADMISSION,
+    PARAM_STATS_FILE,
+    STATS_FILE,
+)
 
 PARAMETER_IMPUTATION = "imputation"  # request parameter alternative to the IMPUTATION tensor
 
@@ -104,6 +110,7 @@ class TritonPythonModel:
         default = params.get(PARAM_DEFAULT_STRATEGY) or stats.default_strategy
         self.preprocessor = Preprocessor(stats)
         self.default_code = strategy_code(default)
+        self.stamp_admission = params.get(PARAM_STAMP_ADMISSION, "").lower() == "true"
         # missing/imputed/out-of-range counts and PSI drift, published at Triton's /metrics
         self.monitor = Monitor.from_triton_args(args, pb_utils, inputs=True, stats=stats,
                                                 reference=load_drift_reference(version_dir))
@@ -145,10 +152,13 @@ class TritonPythonModel:
             return responses
         self.monitor.observe_inputs(features, row_codes)
         offsets = row_offsets(sizes)
-        parts = zip(split(tabular, offsets), split(temporal, offsets), split(mask, offsets), strict=True)
-        for i, (tab, tmp, msk) in zip(good, parts, strict=True):
-            responses[i] = pb.InferenceResponse(output_tensors=[
-                pb.Tensor(TABULAR, tab), pb.Tensor(TEMPORAL, tmp), pb.Tensor(MISSING_MASK, msk)])
+        outputs = {TABULAR: tabular, TEMPORAL: temporal, MISSING_MASK: mask}
+        if self.stamp_admission:
+            outputs[ADMITTED_NS] = np.full((features.shape[0], 1), time.monotonic_ns(), dtype=np.int64)
+        parts = {name: split(array, offsets) for name, array in outputs.items()}
+        for k, i in enumerate(good):
+            responses[i] = pb.InferenceResponse(
+                output_tensors=[pb.Tensor(name, per_request[k]) for name, per_request in parts.items()])
         return responses
 
     def finalize(self) -> None:
