@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,9 +52,13 @@ def _timed_rounds(session, feeds: list[dict[str, np.ndarray]], seconds: float) -
 
 
 def measure_onnx_throughput(path: str | Path, x_inputs: Sequence[np.ndarray], batch: int = 1024,
-                            seconds: float = 3.0, threads: int = DEFAULT_THREADS, warmup: int = 3) -> float:
-    """Flows/s of the model at ``path`` on (tabular, temporal, mask) arrays, in batches of ``batch``."""
-    session = make_session(path, threads=threads)
+                            seconds: float = 3.0, threads: int = DEFAULT_THREADS, warmup: int = 3,
+                            providers=None) -> float:
+    """Flows/s of the model at ``path`` on (tabular, temporal, mask) arrays, in batches of ``batch``.
+
+    ``providers`` picks the ONNX Runtime execution providers (CPU by default, see ``make_session``).
+    """
+    session = make_session(path, threads=threads, providers=providers)
     feeds = _batches(x_inputs, batch)
     for k in range(warmup):
         session.run(list(ONNX_OUTPUTS), feeds[k % len(feeds)])
@@ -62,14 +67,19 @@ def measure_onnx_throughput(path: str | Path, x_inputs: Sequence[np.ndarray], ba
 
 
 def compare_throughput(paths: dict[str, str | Path], x_inputs: Sequence[np.ndarray], batch: int = 1024,
-                       seconds: float = 3.0, threads: int = DEFAULT_THREADS, rounds: int = 6) -> dict[str, dict]:
+                       seconds: float = 3.0, threads: int = DEFAULT_THREADS, rounds: int = 6,
+                       providers: dict[str, Any] | None = None) -> dict[str, dict]:
     """Several models measured in interleaved rounds (same data, same moment), per model:
 
     ``flows_per_s`` (median over rounds, wall clock), ``best_flows_per_s`` (fastest round) and
     ``flows_per_cpu_s`` (median flows per CPU-second of this process).
+
+    ``providers`` maps a name of ``paths`` to its execution providers (as for ``make_session``; CPU for names
+    not in it), so one graph can be timed on the CUDA and the CPU provider in the same rounds.
     """
     feeds = _batches(x_inputs, batch)
-    sessions = {name: make_session(p, threads=threads) for name, p in paths.items()}
+    providers = providers or {}
+    sessions = {name: make_session(p, threads=threads, providers=providers.get(name)) for name, p in paths.items()}
     for session in sessions.values():
         for k in range(3):
             session.run(list(ONNX_OUTPUTS), feeds[k % len(feeds)])

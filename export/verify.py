@@ -116,8 +116,9 @@ def torch_outputs(model_dir: Path, held: HeldOut) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
-def onnx_outputs(path: Path, held: HeldOut, threads: int = 2) -> dict[str, np.ndarray]:
-    session = make_session(path, threads=threads)
+def onnx_outputs(path: Path, held: HeldOut, threads: int = 2, providers=None) -> dict[str, np.ndarray]:
+    """Contract outputs of the graph at ``path`` (``providers`` as for ``make_session``: CPU by default)."""
+    session = make_session(path, threads=threads, providers=providers)
     outs: dict[str, list[np.ndarray]] = {name: [] for name in contract.ONNX_OUTPUTS}
     for s in range(0, len(held), BATCH):
         for name, v in run_onnx(session, *(a[s:s + BATCH] for a in held.inputs)).items():
@@ -146,10 +147,15 @@ def compare_outputs(reference: dict[str, np.ndarray], candidate: dict[str, np.nd
 
 
 def verify_fp32(model_dir: Path, onnx_path: Path, held: HeldOut,
-                reference: dict[str, np.ndarray] | None = None, tolerance: float = FP32_TOLERANCE) -> dict:
-    """fp32 ONNX vs PyTorch on every output; raises VerificationError beyond ``tolerance``."""
+                reference: dict[str, np.ndarray] | None = None, tolerance: float = FP32_TOLERANCE,
+                providers=None) -> dict:
+    """fp32 ONNX vs PyTorch on every output; raises VerificationError beyond ``tolerance``.
+
+    ``providers`` picks the ONNX Runtime execution providers (CPU by default, see ``make_session``).
+    """
     reference = reference if reference is not None else torch_outputs(model_dir, held)
-    diffs = compare_outputs(reference, onnx_outputs(onnx_path, held), tie_margin=2 * tolerance)
+    candidate = onnx_outputs(onnx_path, held, providers=providers)
+    diffs = compare_outputs(reference, candidate, tie_margin=2 * tolerance)
     result = {"flows": len(held), "max_abs_diff": diffs, "max_abs_diff_overall": max(diffs.values()),
               "tolerance": tolerance, "passed": max(diffs.values()) <= tolerance}
     if not result["passed"]:
