@@ -43,7 +43,7 @@ def session_options(threads: int = 1):
 
 
 def resolve_providers(providers: Sequence[Any] | str | None) -> list[Any]:
-    """Execution providers to use: CPU by default; ``"gpu"`` means TensorRT/CUDA when installed, else CPU.
+    """Execution providers to use: CPU by default; ``"gpu"`` means TensorRT/CUDA (TF32 off) when installed, else CPU.
 
     Explicit lists (names or ``(name, options)`` tuples) are checked against what this onnxruntime build
     offers, so asking for CUDA on a CPU-only wheel fails with a message instead of silently running on CPU.
@@ -56,8 +56,9 @@ def resolve_providers(providers: Sequence[Any] | str | None) -> list[Any]:
     if isinstance(providers, str):
         if providers.lower() == "cpu":
             return [CPU_PROVIDER]
-        if providers.lower() in ("gpu", "auto"):
-            return [p for p in GPU_PROVIDERS if p in available] + [CPU_PROVIDER]
+        if providers.lower() in ("gpu", "auto"):  # CUDA in exact fp32: the exports' checks hold on GPU too
+            return [(p, CUDA_FP32_OPTIONS) if p == CUDA_PROVIDER else p
+                    for p in GPU_PROVIDERS if p in available] + [CPU_PROVIDER]
         providers = [providers]
     chosen = list(providers)
     missing = [p if isinstance(p, str) else p[0] for p in chosen]

@@ -71,7 +71,9 @@ def test_cuda_provider_defaults_stay_within_tf32_error(exported, on_gpu):
 
 
 def test_gpu_keyword_puts_cuda_before_cpu(exported, on_gpu):
-    resolved = [p if isinstance(p, str) else p[0] for p in resolve_providers("gpu")]
+    chosen = resolve_providers("gpu")
+    resolved = [p if isinstance(p, str) else p[0] for p in chosen]
     assert resolved.index(CUDA_PROVIDER) < resolved.index(CPU_PROVIDER)
+    assert (CUDA_PROVIDER, CUDA_FP32_OPTIONS) in chosen  # exact fp32, not TF32
     # TensorRT, when listed but its libraries are missing, is dropped by onnxruntime with a logged error
     assert CUDA_PROVIDER in make_session(exported.fp32, providers="gpu").get_providers()
