@@ -12,7 +12,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEYS = ("ceiling_flows_per_s", "served_batched_flows_per_s", "served_single_flows_per_s",
         "bare_single_flows_per_s", "baseline_single_flows_per_s")
-SCENARIOS = ("ceiling", "served_batched", "served_single", "bare_single", "baseline_single")
+SCENARIOS = ("ceiling", "served_batched", "served_single", "bare_single", "baseline_single", "floor_single",
+             "floor_bare")
 
 
 def test_bench_json_reports_every_scenario() -> None:
@@ -27,3 +28,6 @@ def test_bench_json_reports_every_scenario() -> None:
     for name in SCENARIOS:
         assert report[f"{name}_p50_ms"] > 0 and report[f"{name}_p99_ms"] >= report[f"{name}_p50_ms"]
         assert report["scenarios"][name]["errors"] == 0, report["scenarios"][name]
+    floor = report["floor"]
+    assert floor["single_flows_per_s"] > 0 and floor["bare_flows_per_s"] > 0
+    assert floor["single_vs_bare"] == pytest.approx(floor["single_flows_per_s"] / floor["bare_flows_per_s"], abs=1e-3)

@@ -8,7 +8,9 @@ cores, as they would on a single box. Scenarios:
 - served single: the ensemble over gRPC, 1 flow per request, 32 in flight (dynamic batching at work);
 - bare single: the classifier step ``moe_ids_model`` alone, 1 flow per request with pre-computed
   TABULAR/TEMPORAL/MISSING_MASK, 32 in flight — the cost of the preprocessing hop is the gap to ``served single``;
-- baseline single: Flask + PyTorch per request (``moe_ids.serving.baseline_app``), JSON, 32 in flight.
+- baseline single: Flask + PyTorch per request (``moe_ids.serving.baseline_app``), JSON, 32 in flight;
+- floor single / floor bare: the served single and bare single loads against do-nothing Python models of the
+  same shape (``moe_ids.serving.bench_floor``): the best ``single_vs_bare`` two Python-backend hops allow here.
 
 Load is closed-loop: each finished request immediately sends the next, so "in flight" is exact. gRPC requests
 are KServe v2 ``ModelInferRequest`` protobufs built once and sent as futures on one channel (no client thread
@@ -216,20 +218,20 @@ def closed_loop_grpc(url: str, requests: list, flows_per_request: int, in_flight
     return result
 
 
-def _features_payloads(x: np.ndarray, rows: int, count: int) -> list:
+def _features_payloads(x: np.ndarray, rows: int, count: int, model: str = contract.ENSEMBLE_MODEL) -> list:
     payloads = []
     for k in range(count):
         start = (k * rows) % max(len(x) - rows + 1, 1)
-        payloads.append(grpc_request(contract.ENSEMBLE_MODEL, {contract.INPUT_FEATURES: x[start:start + rows]}))
+        payloads.append(grpc_request(model, {contract.INPUT_FEATURES: x[start:start + rows]}))
     return payloads
 
 
-def _classifier_payloads(model_dir: Path, x: np.ndarray, count: int) -> list:
+def _classifier_payloads(model_dir: Path, x: np.ndarray, count: int, model: str = contract.CLASSIFIER_MODEL) -> list:
     from moe_ids.artifacts import load_stats
     from moe_ids.preprocessing import Preprocessor
 
     arrays = Preprocessor(load_stats(model_dir)).transform(x[:count])
-    return [grpc_request(contract.CLASSIFIER_MODEL, {name: a[k:k + 1] for name, a in
+    return [grpc_request(model, {name: a[k:k + 1] for name, a in
                                                      zip(contract.ONNX_INPUTS, arrays, strict=True)})
             for k in range(count)]
 
@@ -324,6 +326,7 @@ def run_benchmark(seconds: float = 10.0, model_dir: Path | None = None, log: Cal
     import tempfile
 
     from moe_ids.artifacts import default_model_dir
+    from moe_ids.serving.bench_floor import FLOOR_ENSEMBLE, FLOOR_MODEL, add_floor_models
     from moe_ids.serving.bootstrap import ensure_model
     from moe_ids.serving.repository import build_repository, options_for_model
     from moe_ids.serving.server import TritonServer
@@ -331,18 +334,23 @@ def run_benchmark(seconds: float = 10.0, model_dir: Path | None = None, log: Cal
     model_dir = ensure_model(model_dir or default_model_dir())
     x = held_out_flows()
     chunk = seconds / rounds
-    parts: dict[str, list[Result]] = {k: [] for k in ("ceiling", "served_batched", "served_single", "bare_single")}
+    parts: dict[str, list[Result]] = {k: [] for k in ("ceiling", "served_batched", "served_single", "bare_single",
+                                                      "floor_single", "floor_bare")}
     ceiling = Ceiling(model_dir, x)
     with tempfile.TemporaryDirectory(prefix="moe-ids-bench-", dir=work_dir) as tmp:
         opts = options_for_model(model_dir, **repository_options)
         repository = build_repository(model_dir, Path(tmp) / "repository", opts)
+        add_floor_models(repository, opts)
         with TritonServer(repository, log_path=Path(tmp) / "tritonserver.log") as server:
             url = server.grpc_url
             batched, single = _features_payloads(x, BATCH, 4), _features_payloads(x, 1, 512)
             bare = _classifier_payloads(model_dir, x, 512)
+            floor_single = _features_payloads(x, 1, 512, FLOOR_ENSEMBLE)
+            floor_bare = _classifier_payloads(model_dir, x, 512, FLOOR_MODEL)
             log(f"tritonserver on {url} (gRPC); {rounds} rounds of {chunk:.2f} s per scenario: ceiling "
                 f"(in-process, batch {BATCH}), ensemble {BATCH} flows x {BATCHED_IN_FLIGHT} in flight, "
-                f"ensemble 1 flow x {SINGLE_IN_FLIGHT}, {contract.CLASSIFIER_MODEL} 1 flow x {SINGLE_IN_FLIGHT}")
+                f"ensemble 1 flow x {SINGLE_IN_FLIGHT}, {contract.CLASSIFIER_MODEL} 1 flow x {SINGLE_IN_FLIGHT}, "
+                f"and the same two against do-nothing models ({FLOOR_ENSEMBLE}, {FLOOR_MODEL})")
             for r in range(rounds):
                 warm = 0.5 if r == 0 else 0.1
                 parts["ceiling"].append(ceiling.run(chunk))
@@ -352,6 +360,10 @@ def run_benchmark(seconds: float = 10.0, model_dir: Path | None = None, log: Cal
                                                                "served_single", warm))
                 parts["bare_single"].append(closed_loop_grpc(url, bare, 1, SINGLE_IN_FLIGHT, chunk,
                                                              "bare_single", warm))
+                parts["floor_single"].append(closed_loop_grpc(url, floor_single, 1, SINGLE_IN_FLIGHT, chunk,
+                                                              "floor_single", warm))
+                parts["floor_bare"].append(closed_loop_grpc(url, floor_bare, 1, SINGLE_IN_FLIGHT, chunk,
+                                                            "floor_bare", warm))
             stats = _batch_stats(url)
         results = {k: merge(v) for k, v in parts.items()}
         onnx_only = ceiling.onnx_only(min(seconds, 2.0))
@@ -393,6 +405,13 @@ def build_report(results: dict[str, Result], seconds: float, opts, batch_stats: 
             "single_vs_baseline": ratio("served_single", "baseline_single"),
         },
         "goals": GOALS,
+        # Two do-nothing Python-backend hops against one, same load: the best single_vs_bare attainable here.
+        "floor": {
+            "single_flows_per_s": round(rate["floor_single"], 1),
+            "bare_flows_per_s": round(rate["floor_bare"], 1),
+            "single_vs_bare": ratio("floor_single", "floor_bare"),
+            "served_single_vs_floor_single": ratio("served_single", "floor_single"),
+        },
         "latency_ms": {k: {"p50": round(r.p50_ms, 3), "p99": round(r.p99_ms, 3)} for k, r in results.items()},
         "scenarios": {k: r.public() for k, r in results.items()},
         "mean_flows_per_execution": batch_stats,
@@ -417,6 +436,10 @@ def format_report(report: dict) -> str:
     for name, value in report["ratios"].items():
         goal = report["goals"][name]
         lines.append(f"{name:<20}{value:>8.3f}   goal >= {goal:g}   {'met' if value >= goal else 'NOT met'}")
+    floor = report["floor"]
+    lines.append(f"floor: do-nothing ensemble / do-nothing model {floor['single_vs_bare']:.3f} (the best "
+                 f"single_vs_bare two Python-backend hops reach here); served single / do-nothing ensemble "
+                 f"{floor['served_single_vs_floor_single']:.3f}")
     lines.append(f"mean flows per execution (whole run): {report['mean_flows_per_execution']}")
     onnx_only = report["scenarios"]["ceiling"]["notes"].get("onnx_only_flows_per_s")
     if onnx_only:
