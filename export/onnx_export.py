@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from moe_ids import artifacts, contract
+from moe_ids.export.graph_rewrites import halve_gelu_last
 from moe_ids.schema import EXPERT_LABELS, FEATURE_NAMES, N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
 
 OPSET = 18  # what the torch.export-based exporter writes natively (its down-conversion to 17 fails)
@@ -135,10 +136,12 @@ def export_onnx(model_dir: Path, output: Path | None = None, exporter: str = "au
             if used == "torchscript":
                 _export_torchscript(module, inputs, tmp)
         graph = onnx.load(str(tmp))
+        gelus = halve_gelu_last(graph)  # exact; lets ONNX Runtime fuse each GELU into one kernel
         graph.producer_name = "moe-ids"
         graph.doc_string = "Mixture-of-Experts intrusion detector (CIC-IDS2017 flow features)"
         del graph.metadata_props[:]
-        for key, value in {**_metadata(model_dir), "exporter": f"torch {torch.__version__} {used}"}.items():
+        props = {**_metadata(model_dir), "exporter": f"torch {torch.__version__} {used}", "gelu_rewrites": str(gelus)}
+        for key, value in props.items():
             graph.metadata_props.add(key=key, value=value)
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, str(tmp))
