@@ -164,3 +164,14 @@ def test_build_repository_copies_the_artifacts(tmp_path: Path) -> None:
 def test_build_repository_names_missing_artifacts(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="model.plan"):
         build_repository(tmp_path, tmp_path / "repo", RepositoryOptions(target="gpu-trt"))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_classifier_instances_apart_from_preprocess(target: str) -> None:
+    configs = parse_configs(render_repository(RepositoryOptions(target=target, instances=1, classifier_instances=3)))
+    assert configs[contract.PREPROCESS_MODEL].instance_group[0].count == 1
+    assert configs[contract.CLASSIFIER_MODEL].instance_group[0].count == 3
+    same = parse_configs(render_repository(RepositoryOptions(target=target, instances=2)))
+    assert same[contract.CLASSIFIER_MODEL].instance_group[0].count == 2
+    with pytest.raises(ValueError, match="classifier_instances"):
+        RepositoryOptions(classifier_instances=0)

@@ -60,6 +60,7 @@ class RepositoryOptions:
     target: str = "cpu"
     max_batch_size: int = 8192
     instances: int = 1  # instances of each composing model
+    classifier_instances: int | None = None  # instances of the classifier step when not `instances`
     threads: int = 2  # ONNX Runtime intra-op threads per classifier instance (cpu target)
     single_thread_below_rows: int = 64  # cpu target: executions with fewer rows run ONNX Runtime on one thread
     preferred_batch_sizes: Sequence[int] = (64, 256, 1024)
@@ -98,6 +99,8 @@ class RepositoryOptions:
             raise ValueError(f"max_batch_size: must be >= 1, got {self.max_batch_size}")
         if self.instances < 1:
             raise ValueError(f"instances: must be >= 1, got {self.instances}")
+        if self.classifier_instances is not None and self.classifier_instances < 1:
+            raise ValueError(f"classifier_instances: must be >= 1, got {self.classifier_instances}")
         if self.threads < 1:
             raise ValueError(f"threads: must be >= 1, got {self.threads}")
         if self.admitted_timeout_us < 0:
@@ -206,9 +209,10 @@ def classifier_config(opts: RepositoryOptions):
     for name in contract.ONNX_OUTPUTS:
         _add_io(c.output, name, _dtype(name), [contract.OUTPUT_WIDTHS[name]], label_filename=LABEL_FILES.get(name, ""))
     _dynamic_batching(c, opts, admission=False)
+    instances = opts.instances if opts.classifier_instances is None else opts.classifier_instances
     if opts.target == "cpu":
         c.backend = "python"
-        _instance_group(c, "KIND_CPU", opts.instances)
+        _instance_group(c, "KIND_CPU", instances)
         _param(c, PARAM_ONNX_FILE, artifacts.ONNX_FP32)
         _param(c, PARAM_THREADS, str(opts.threads))
         _param(c, PARAM_SMALL_ROWS, str(opts.single_thread_below_rows))
@@ -218,7 +222,7 @@ def classifier_config(opts: RepositoryOptions):
     elif opts.target == "gpu-onnx":
         c.backend = "onnxruntime"
         c.default_model_filename = artifacts.ONNX_FP32
-        _instance_group(c, "KIND_GPU", opts.instances)
+        _instance_group(c, "KIND_GPU", instances)
         if opts.tensorrt_accelerator:
             trt = c.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
             trt.parameters["precision_mode"] = "FP16" if opts.tensorrt_fp16 else "FP32"
@@ -226,7 +230,7 @@ def classifier_config(opts: RepositoryOptions):
     else:  # gpu-trt
         c.platform = "tensorrt_plan"
         c.default_model_filename = artifacts.TRT_PLAN
-        _instance_group(c, "KIND_GPU", opts.instances)
+        _instance_group(c, "KIND_GPU", instances)
     _warmup(c, [(n, "TYPE_FP32", contract.INPUT_WIDTHS[n]) for n in contract.ONNX_INPUTS], opts)
     return c
 
