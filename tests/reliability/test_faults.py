@@ -74,9 +74,14 @@ def model_ready(server, model: str) -> bool:
 
 
 def test_every_python_model_runs_in_its_own_stub(server) -> None:
+    from moe_ids.serving.repository import RepositoryOptions
+
     stubs = backend_stubs(server.pid)
     assert set(stubs) == set(PYTHON_MODELS)
-    assert all(len(pids) == 1 for pids in stubs.values())  # one instance each (the repository default)
+    defaults = RepositoryOptions()  # one stub process per instance
+    assert len(stubs[contract.PREPROCESS_MODEL]) == defaults.preprocess_instances == 2
+    assert len(stubs[contract.CLASSIFIER_MODEL]) == defaults.classifier_instances == 1
+    assert len({pid for pids in stubs.values() for pid in pids}) == 3
 
 
 def test_triton_alone_leaves_a_killed_stub_dead_and_the_model_ready(server, flows: np.ndarray) -> None:

@@ -167,11 +167,30 @@ def test_build_repository_names_missing_artifacts(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_classifier_instances_apart_from_preprocess(target: str) -> None:
-    configs = parse_configs(render_repository(RepositoryOptions(target=target, instances=1, classifier_instances=3)))
+def test_instance_counts_per_step(target: str) -> None:
+    default = parse_configs(render_repository(RepositoryOptions(target=target)))
+    assert default[contract.PREPROCESS_MODEL].instance_group[0].count == 2  # one batcher stalls under overload
+    assert default[contract.CLASSIFIER_MODEL].instance_group[0].count == 1
+    configs = parse_configs(render_repository(RepositoryOptions(target=target, preprocess_instances=1,
+                                                                classifier_instances=3)))
     assert configs[contract.PREPROCESS_MODEL].instance_group[0].count == 1
     assert configs[contract.CLASSIFIER_MODEL].instance_group[0].count == 3
-    same = parse_configs(render_repository(RepositoryOptions(target=target, instances=2)))
-    assert same[contract.CLASSIFIER_MODEL].instance_group[0].count == 2
     with pytest.raises(ValueError, match="classifier_instances"):
         RepositoryOptions(classifier_instances=0)
+    with pytest.raises(ValueError, match="preprocess_instances"):
+        RepositoryOptions(preprocess_instances=0)
+
+
+def test_instance_flags() -> None:
+    import argparse
+
+    from moe_ids.commands.repository import instance_overrides
+
+    def ns(**kw) -> argparse.Namespace:
+        return argparse.Namespace(**{"instances": None, "preprocess_instances": None, "classifier_instances": None,
+                                     **kw})
+
+    assert instance_overrides(ns()) == {}
+    assert instance_overrides(ns(instances=3)) == {"preprocess_instances": 3, "classifier_instances": 3}
+    assert instance_overrides(ns(instances=3, classifier_instances=1)) == {"preprocess_instances": 3,
+                                                                           "classifier_instances": 1}

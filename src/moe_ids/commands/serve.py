@@ -27,8 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repository", type=Path, default=None,
                    help="where to generate the repository (default: build/serve-repository)")
     p.add_argument("--instances", type=int, default=None, help="instances of each composing model")
+    p.add_argument("--preprocess-instances", type=int, default=None,
+                   help="preprocess-step instances (see `moe-ids repository --help`)")
     p.add_argument("--classifier-instances", type=int, default=None,
-                   help="classifier-step instances when not --instances (see `moe-ids repository --help`)")
+                   help="classifier-step instances (see `moe-ids repository --help`)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per classifier instance")
     p.add_argument("--no-queue-policy", action="store_true",
                    help="no priority levels or queue policies (see `moe-ids repository --help`)")
@@ -67,8 +69,11 @@ def run(args: argparse.Namespace) -> int:
     model_dir = ensure_model(args.model_dir)
     repository = args.repository or project_root() / "build" / "serve-repository"
     build = repository.parent  # log and example request live beside the repository
-    overrides = {k: getattr(args, k) for k in ("instances", "classifier_instances", "threads")
-                 if getattr(args, k) is not None}
+    from moe_ids.commands.repository import instance_overrides
+
+    overrides = instance_overrides(args)
+    if args.threads is not None:
+        overrides["threads"] = args.threads
     overrides["queue_policy"] = not args.no_queue_policy
     build_repository(model_dir, repository, options_for_model(model_dir, **overrides))
     server = TritonServer(repository, http_port=args.http_port, grpc_port=args.grpc_port,

@@ -417,7 +417,9 @@ def build_report(results: dict[str, Result], seconds: float, opts, batch_stats: 
         "mean_flows_per_execution": batch_stats,
         "seconds_per_scenario": seconds,
         "cpu_count": os.cpu_count(),
-        "repository": {"instances": opts.instances, "threads": opts.threads, "queue_policy": opts.queue_policy,
+        "repository": {"preprocess_instances": opts.preprocess_instances,
+                       "classifier_instances": opts.classifier_instances, "threads": opts.threads,
+                       "queue_policy": opts.queue_policy,
                        "max_queue_delay_us": opts.max_queue_delay_us,
                        "preferred_batch_sizes": list(opts.preferred_batch_sizes)},
     }
