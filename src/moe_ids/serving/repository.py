@@ -59,9 +59,9 @@ class RepositoryOptions:
 
     target: str = "cpu"
     max_batch_size: int = 8192
-    # Two preprocess instances: under 3x overload one instance's batcher, busy rejecting expired requests, left
-    # the step idle 80% of the time (5 executions/s) and accepted 35-39 req/s of a 170 req/s capacity; with two,
-    # 113 req/s at accepted p99 2.3-2.5 s. In normal operation the second instance changed neither single-flow
+    # Two preprocess instances: under 3x overload Triton's batcher, with a queue of expiring requests, left one
+    # instance idle ~80% of the time (5 executions/s; 35-75 req/s accepted of a 160-170 req/s capacity); a second
+    # slot raised that to 38-113 req/s (docs/reliability.md). In normal operation it changed neither single-flow
     # nor batched throughput measurably (moe-ids bench, same session).
     preprocess_instances: int = 2
     # One classifier instance with two ONNX Runtime threads; 2 x 1 thread served 1024-flow requests ~5% faster
