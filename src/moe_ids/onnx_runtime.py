@@ -19,11 +19,27 @@ CPU_PROVIDER = "CPUExecutionProvider"
 # Preference order when GPU execution providers are asked for by keyword.
 GPU_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 CUDA_PROVIDER = "CUDAExecutionProvider"
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
 # The CUDA provider runs fp32 MatMul/Gemm in TF32 by default (use_tf32=1 on Ampere and newer): on an H100 that
 # moved this graph's probabilities by up to 3e-3 from PyTorch's. With these options it stays within 1e-5 (the
 # fp32 acceptance of moe_ids.export.verify), at no measurable cost at batch 1024. Use as
 # ``[(CUDA_PROVIDER, CUDA_FP32_OPTIONS), CPU_PROVIDER]``.
 CUDA_FP32_OPTIONS: dict[str, str] = {"use_tf32": "0"}
+
+
+def tensorrt_loadable() -> bool:
+    """Whether TensorRT's runtime library loads. onnxruntime-gpu lists its TensorRT provider without it, and a
+    session asked for it then falls back to CUDA *with default options* (TF32 on, measured on an H100: 3e-3
+    off PyTorch), silently dropping ``CUDA_FP32_OPTIONS``; so the ``"gpu"`` keyword leaves it out instead."""
+    import ctypes
+
+    for name in ("libnvinfer.so.10", "libnvinfer.so"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def session_options(threads: int = 1):
@@ -57,8 +73,10 @@ def resolve_providers(providers: Sequence[Any] | str | None) -> list[Any]:
         if providers.lower() == "cpu":
             return [CPU_PROVIDER]
         if providers.lower() in ("gpu", "auto"):  # CUDA in exact fp32: the exports' checks hold on GPU too
-            return [(p, CUDA_FP32_OPTIONS) if p == CUDA_PROVIDER else p
-                    for p in GPU_PROVIDERS if p in available] + [CPU_PROVIDER]
+            gpu = [p for p in GPU_PROVIDERS if p in available]
+            if TENSORRT_PROVIDER in gpu and not tensorrt_loadable():
+                gpu.remove(TENSORRT_PROVIDER)
+            return [(p, CUDA_FP32_OPTIONS) if p == CUDA_PROVIDER else p for p in gpu] + [CPU_PROVIDER]
         providers = [providers]
     chosen = list(providers)
     missing = [p if isinstance(p, str) else p[0] for p in chosen]

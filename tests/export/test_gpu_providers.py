@@ -75,5 +75,8 @@ def test_gpu_keyword_puts_cuda_before_cpu(exported, on_gpu):
     resolved = [p if isinstance(p, str) else p[0] for p in chosen]
     assert resolved.index(CUDA_PROVIDER) < resolved.index(CPU_PROVIDER)
     assert (CUDA_PROVIDER, CUDA_FP32_OPTIONS) in chosen  # exact fp32, not TF32
-    # TensorRT, when listed but its libraries are missing, is dropped by onnxruntime with a logged error
     assert CUDA_PROVIDER in make_session(exported.fp32, providers="gpu").get_providers()
+    # the keyword keeps fp32 accuracy end to end (onnxruntime's own TensorRT fallback would drop the options)
+    result = verify.verify_fp32(exported.model_dir, exported.fp32, exported.held, reference=exported.reference,
+                                providers="gpu")
+    assert result["passed"]

@@ -42,3 +42,18 @@ def test_provider_lists():
             resolve_providers(["CUDAExecutionProvider", "CPUExecutionProvider"])
     else:
         assert resolve_providers(["CUDAExecutionProvider"]) == ["CUDAExecutionProvider"]
+
+
+@pytest.mark.parametrize("trt_loads", [True, False])
+def test_gpu_keyword_lists_tensorrt_only_when_it_loads(monkeypatch, trt_loads: bool):
+    """onnxruntime-gpu offers its TensorRT provider without TensorRT installed; asked for it anyway, a session
+    falls back to CUDA with default options (TF32), losing the fp32 options, so the keyword leaves it out."""
+    from moe_ids import onnx_runtime
+
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(onnx_runtime, "tensorrt_loadable", lambda: trt_loads)
+    cuda = ("CUDAExecutionProvider", onnx_runtime.CUDA_FP32_OPTIONS)
+    expected = (["TensorrtExecutionProvider"] if trt_loads else []) + [cuda, "CPUExecutionProvider"]
+    assert resolve_providers("gpu") == expected
+
