@@ -71,7 +71,7 @@ def test_dockerfile_pins_triton_and_runs_as_non_root_with_healthcheck() -> None:
     users = [a for i, a in steps if i == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     health = [a for i, a in steps if i == "HEALTHCHECK"]
-    assert len(health) == 1 and "/v2/health/ready" in health[0]
+    assert len(health) == 1 and "moe_ids.serving.probe" in health[0]
     exposed = {int(p) for i, a in steps if i == "EXPOSE" for p in a.split()}
     assert exposed == TRITON_PORTS
     target = [a for i, a in steps if i == "ARG" and a.startswith("TARGET=")]
@@ -164,7 +164,7 @@ def test_compose_triton_service(compose: dict) -> None:
     assert published == TRITON_PORTS
     assert all(p.startswith("127.0.0.1:") for p in triton["ports"])
     assert "moe_ids_admin_key" in triton["secrets"]
-    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    assert "moe_ids.serving.probe" in " ".join(triton["healthcheck"]["test"])
     for name, service in compose["services"].items():
         image = service.get("image", "")
         assert image and not image.endswith(":latest") and ":" in image, name
@@ -262,7 +262,8 @@ def test_deployment_probes_resources_security_and_shm() -> None:
     (container,) = pod["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    liveness = container["livenessProbe"]["exec"]["command"]
+    assert liveness[:3] == ["python3", "-m", "moe_ids.serving.probe"] and "127.0.0.1:8000" in liveness
     assert {p["containerPort"] for p in container["ports"]} == TRITON_PORTS
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0

@@ -150,3 +150,10 @@ def test_every_metric_the_dashboard_and_autoscaler_query_is_published(production
         time.sleep(0.5)  # the moe_ids_* counters reach Triton on the monitor's next flush
     assert status == 200
     assert not missing, sorted(missing)
+
+
+def test_liveness_probe_passes_with_the_production_flags(production_server) -> None:
+    """The probe the image and the manifests use reads model configs and infers through the open APIs."""
+    from moe_ids.serving.probe import check
+
+    assert check(production_server.http_url, production_server.pid) == []

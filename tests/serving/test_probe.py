@@ -1,0 +1,80 @@
+"""The container liveness probe against real servers: alive, a killed stub, and overload refusals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from moe_ids import contract
+from moe_ids.serving.probe import check, expected_stubs, find_server_pid
+from moe_ids.serving.stubs import backend_stubs
+
+pytestmark = pytest.mark.integration
+
+
+def start_server(tmp_path_factory: pytest.TempPathFactory, name: str, **options):
+    from moe_ids.serving.bootstrap import ensure_model
+    from moe_ids.serving.repository import build_repository, options_for_model
+    from moe_ids.serving.server import TritonServer
+
+    model_dir = ensure_model()
+    root = tmp_path_factory.mktemp(name)
+    opts = options_for_model(model_dir, warmup_batch_sizes=(), **options)
+    server = TritonServer(build_repository(model_dir, root / "repository", opts), log_path=root / "server.log")
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def victim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    server = start_server(tmp_path_factory, "probe-victim")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_probe(server, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "moe_ids.serving.probe", "--url", server.http_url,
+                           "--server-pid", str(server.pid), *extra], capture_output=True, text=True, timeout=60)
+
+
+def test_expected_stubs_come_from_the_served_configs(victim_server) -> None:
+    assert expected_stubs(victim_server.http_url, 5) == {contract.PREPROCESS_MODEL: 2, contract.CLASSIFIER_MODEL: 1}
+    assert find_server_pid(victim_server.http_url) == victim_server.pid  # by its --http-port among several
+
+
+def test_alive_then_a_killed_stub_fails_the_probe(victim_server) -> None:
+    alive = run_probe(victim_server)
+    assert alive.returncode == 0, alive.stderr
+    assert "alive" in alive.stdout
+    # one of the two preprocess instances dies: the other still answers, so only the stub count can tell
+    os.kill(backend_stubs(victim_server.pid)[contract.PREPROCESS_MODEL][0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while len(backend_stubs(victim_server.pid).get(contract.PREPROCESS_MODEL, [])) == 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    dead = run_probe(victim_server)
+    assert dead.returncode == 1
+    assert f"{contract.PREPROCESS_MODEL}: 1 of 2 Python-backend stub processes alive" in dead.stderr
+    assert victim_server.running()  # Triton itself still reports live: that is why the probe exists
+
+
+def test_overload_refusal_counts_as_alive(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A server whose classifier refuses every ensemble flow (1 us budget) is busy, not dead."""
+    server = start_server(tmp_path_factory, "probe-busy", admitted_timeout_us=1)
+    try:
+        assert check(server.http_url, server.pid) == []
+    finally:
+        server.stop()
+
+
+def test_unreachable_server_is_not_alive() -> None:
+    problems = check("127.0.0.1:9", server_pid=None, timeout=1)
+    assert len(problems) == 1 and "model configs unavailable at 127.0.0.1:9" in problems[0]
