@@ -8,23 +8,34 @@ another server uses. Tests reach it through ``.http_url``, ``.grpc_url``, ``.met
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 import pytest
 
 
-@pytest.fixture(scope="session")
-def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+@contextmanager
+def serving(root: Path, extra_args: list[str] | None = None, **options) -> Iterator:
+    """A real tritonserver on a repository generated under ``root`` from models/default with ``options``
+    (``RepositoryOptions`` fields), stopped on exit; its log is ``root/tritonserver.log``."""
     from moe_ids.serving.bootstrap import ensure_model
     from moe_ids.serving.repository import build_repository, options_for_model
     from moe_ids.serving.server import TritonServer
 
     model_dir = ensure_model()
-    root = tmp_path_factory.mktemp("triton")
-    repository = build_repository(model_dir, root / "repository", options_for_model(model_dir))
-    server = TritonServer(repository, log_path=root / "tritonserver.log")
-    server.start()
-    try:
+    repository = build_repository(model_dir, root / "repository", options_for_model(model_dir, **options))
+    with TritonServer(repository, log_path=root / "tritonserver.log", extra_args=extra_args) as server:
         yield server
-    finally:
-        server.stop()
+
+
+@pytest.fixture(scope="session")
+def triton_serving() -> Callable[..., AbstractContextManager]:
+    """``serving`` for the test modules that need a server with settings of their own."""
+    return serving
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    with serving(tmp_path_factory.mktemp("triton")) as server:
+        yield server

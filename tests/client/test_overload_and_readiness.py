@@ -21,26 +21,15 @@ FLOWS_CSV = "data/cicids2017-original/orig_Friday-DDos_head9998.csv.gz"
 
 
 @pytest.fixture(scope="module")
-def tiny_queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from moe_ids.serving.bootstrap import ensure_model
-    from moe_ids.serving.repository import build_repository, options_for_model
-    from moe_ids.serving.server import TritonServer
-
-    model_dir = ensure_model()
-    root = tmp_path_factory.mktemp("tiny-queue")
+def tiny_queue_server(triton_serving, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     # One request per execution (max_batch_size 512 = one request of the flood) on one instance per step, so
     # requests queue instead of all joining one batch; 2 ms deadlines at admission and after it then reject part
     # of any flood for certain.
-    options = options_for_model(model_dir, max_batch_size=512, realtime_timeout_us=2000, bulk_timeout_us=2000,
-                                admitted_timeout_us=2000, preprocess_instances=1, warmup_batch_sizes=())
-    repository = build_repository(model_dir, root / "repository", options)
-    server = TritonServer(repository, log_path=root / "tritonserver.log",
-                          extra_args=["--model-control-mode=explicit", "--load-model=*"])
-    server.start()
-    try:
+    with triton_serving(tmp_path_factory.mktemp("tiny-queue"), extra_args=["--model-control-mode=explicit",
+                                                                            "--load-model=*"],
+                        max_batch_size=512, realtime_timeout_us=2000, bulk_timeout_us=2000, admitted_timeout_us=2000,
+                        preprocess_instances=1, warmup_batch_sizes=()) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -34,20 +34,9 @@ PYTHON_MODELS = (contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from moe_ids.serving.bootstrap import ensure_model
-    from moe_ids.serving.repository import build_repository, options_for_model
-    from moe_ids.serving.server import TritonServer
-
-    model_dir = ensure_model()
-    root = tmp_path_factory.mktemp("faults")
-    repository = build_repository(model_dir, root / "repository", options_for_model(model_dir, warmup_batch_sizes=()))
-    srv = TritonServer(repository, log_path=root / "tritonserver.log")
-    srv.start()
-    try:
+def server(triton_serving, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    with triton_serving(tmp_path_factory.mktemp("faults"), warmup_batch_sizes=()) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

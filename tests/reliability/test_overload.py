@@ -30,22 +30,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def tiny_queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from moe_ids.serving.bootstrap import ensure_model
-    from moe_ids.serving.repository import build_repository, options_for_model
-    from moe_ids.serving.server import TritonServer
-
-    model_dir = ensure_model()
-    root = tmp_path_factory.mktemp("overload")
-    options = options_for_model(model_dir, realtime_timeout_us=20_000, bulk_timeout_us=20_000,
-                                admitted_timeout_us=20_000, warmup_batch_sizes=())
-    server = TritonServer(build_repository(model_dir, root / "repository", options),
-                          log_path=root / "tritonserver.log")
-    server.start()
-    try:
+def tiny_queue_server(triton_serving, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    with triton_serving(tmp_path_factory.mktemp("overload"), realtime_timeout_us=20_000, bulk_timeout_us=20_000,
+                        admitted_timeout_us=20_000, warmup_batch_sizes=()) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_three_times_capacity_is_answered_or_rejected(tiny_queue_server, tmp_path: Path) -> None:

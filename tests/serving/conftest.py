@@ -41,25 +41,13 @@ def held_out_flows() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def probe_server(tmp_path_factory: pytest.TempPathFactory):
+def probe_server(triton_serving, tmp_path_factory: pytest.TempPathFactory):
     """A second real server whose queues make scheduling observable (not the production settings).
 
     Requests wait up to 300 ms for a batch of 1024, and real-time (priority 1) requests may wait only 1 us
     before Triton rejects them: a priority-1 request is rejected at once, a bulk one is answered after the
     queue delay. This server is also the one lifecycle tests kill and restart.
     """
-    from moe_ids.artifacts import default_model_dir
-    from moe_ids.serving.bootstrap import ensure_model
-    from moe_ids.serving.repository import build_repository, options_for_model
-    from moe_ids.serving.server import TritonServer
-
-    model_dir = ensure_model(default_model_dir())
-    root = tmp_path_factory.mktemp("triton-probe")
-    opts = options_for_model(model_dir, realtime_timeout_us=1, max_queue_delay_us=300_000,
-                             preferred_batch_sizes=(1024,), warmup_batch_sizes=())
-    server = TritonServer(build_repository(model_dir, root / "repository", opts), log_path=root / "server.log")
-    server.start()
-    try:
+    with triton_serving(tmp_path_factory.mktemp("triton-probe"), realtime_timeout_us=1, max_queue_delay_us=300_000,
+                        preferred_batch_sizes=(1024,), warmup_batch_sizes=()) as server:
         yield server
-    finally:
-        server.stop()

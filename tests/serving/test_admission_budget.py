@@ -22,16 +22,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def impatient_server(tmp_path_factory: pytest.TempPathFactory):
-    from moe_ids.artifacts import default_model_dir
-    from moe_ids.serving.bootstrap import ensure_model
-    from moe_ids.serving.repository import build_repository, options_for_model
-    from moe_ids.serving.server import TritonServer
-
-    model_dir = ensure_model(default_model_dir())
-    root = tmp_path_factory.mktemp("triton-admission")
-    opts = options_for_model(model_dir, admitted_timeout_us=1, warmup_batch_sizes=(1,))
-    with TritonServer(build_repository(model_dir, root / "repository", opts), log_path=root / "server.log") as server:
+def impatient_server(triton_serving, tmp_path_factory: pytest.TempPathFactory):
+    with triton_serving(tmp_path_factory.mktemp("triton-admission"), admitted_timeout_us=1,
+                        warmup_batch_sizes=(1,)) as server:
         yield server
 
 

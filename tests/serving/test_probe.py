@@ -18,26 +18,10 @@ from moe_ids.serving.stubs import backend_stubs
 pytestmark = pytest.mark.integration
 
 
-def start_server(tmp_path_factory: pytest.TempPathFactory, name: str, **options):
-    from moe_ids.serving.bootstrap import ensure_model
-    from moe_ids.serving.repository import build_repository, options_for_model
-    from moe_ids.serving.server import TritonServer
-
-    model_dir = ensure_model()
-    root = tmp_path_factory.mktemp(name)
-    opts = options_for_model(model_dir, warmup_batch_sizes=(), **options)
-    server = TritonServer(build_repository(model_dir, root / "repository", opts), log_path=root / "server.log")
-    server.start()
-    return server
-
-
 @pytest.fixture(scope="module")
-def victim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    server = start_server(tmp_path_factory, "probe-victim")
-    try:
+def victim_server(triton_serving, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    with triton_serving(tmp_path_factory.mktemp("probe-victim"), warmup_batch_sizes=()) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def run_probe(server, *extra: str) -> subprocess.CompletedProcess:
@@ -66,13 +50,11 @@ def test_alive_then_a_killed_stub_fails_the_probe(victim_server) -> None:
     assert victim_server.running()  # Triton itself still reports live: that is why the probe exists
 
 
-def test_overload_refusal_counts_as_alive(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_overload_refusal_counts_as_alive(triton_serving, tmp_path_factory: pytest.TempPathFactory) -> None:
     """A server whose classifier refuses every ensemble flow (1 us budget) is busy, not dead."""
-    server = start_server(tmp_path_factory, "probe-busy", admitted_timeout_us=1)
-    try:
+    with triton_serving(tmp_path_factory.mktemp("probe-busy"), admitted_timeout_us=1,
+                        warmup_batch_sizes=()) as server:
         assert check(server.http_url, server.pid) == []
-    finally:
-        server.stop()
 
 
 def test_unreachable_server_is_not_alive() -> None:
