@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from moe_ids import contract
+
 
 class MoEClientError(Exception):
     """Base class of every error raised by the MoE-IDS client."""
@@ -45,8 +47,9 @@ class SchemaMismatchError(MoEClientError):
 # Failures worth retrying: they say nothing about the request itself.
 TRANSIENT_ERRORS: tuple[type[MoEClientError], ...] = (ServerUnavailableError, OverloadedError, RequestTimeoutError)
 
-# Texts Triton's dynamic-batcher queue policy answers with (core/src/scheduler_utils.cc, dynamic_batch_scheduler.cc).
-_OVERLOAD_TEXTS = ("exceeds maximum queue size", "request timeout expired", "rate limit")
+# Texts Triton's dynamic-batcher queue policy answers with (core/src/scheduler_utils.cc, dynamic_batch_scheduler.cc)
+# and the classifier's refusal after admission, plus the rate limiter's.
+_OVERLOAD_TEXTS = (*contract.OVERLOAD_TEXTS, "rate limit")
 _NOT_READY_TEXTS = ("unknown model", "is not ready", "not at ready state", "no available versions",
                     "is not found", "model is unavailable", "failed to load")
 _FIELD_PATTERNS = (

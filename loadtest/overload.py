@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from moe_ids import contract
 from moe_ids.contract import ENSEMBLE_MODEL, PRIORITY_REALTIME
 from moe_ids.loadtest import server_stats
 from moe_ids.loadtest.locust_csv import read_stats
@@ -46,7 +47,7 @@ from moe_ids.loadtest.runner import (
 
 LOCUSTFILE = Path(__file__).with_name("overload_locustfile.py")
 ACCEPTED, REJECTED, FAILED = "accepted", "rejected", "failed"  # request names of overload_locustfile.py
-OVERLOAD_TEXTS = ("exceeds maximum queue size", "request timeout expired")  # Triton's queue-policy refusals
+OVERLOAD_TEXTS = contract.OVERLOAD_TEXTS  # Triton's queue-policy refusals and the classifier's after admission
 
 
 def classify(status: int, error_text: str) -> str:

@@ -55,6 +55,12 @@ OUTPUT_LABELS: dict[str, tuple[str, ...]] = {
     FAMILY_PROBABILITIES: FAMILIES,
 }
 
+# Lower-cased words of Triton's queue-policy refusals (a full queue; a queueing deadline passed). The classifier's
+# own refusal after admission reuses the second, so clients, load tests and probes treat all of them as overload.
+QUEUE_FULL_TEXT = "exceeds maximum queue size"
+QUEUE_TIMEOUT_TEXT = "request timeout expired"
+OVERLOAD_TEXTS: tuple[str, ...] = (QUEUE_FULL_TEXT, QUEUE_TIMEOUT_TEXT)
+
 # Request priorities (Triton: 1 is the highest). Real-time single flows outrank bulk scoring.
 PRIORITY_REALTIME = 1
 PRIORITY_BULK = 2

@@ -17,10 +17,10 @@ from moe_ids.serving.repository import (
     HEADER,
     VERSION,
     RepositoryOptions,
-    _shim,
     classifier_config,
     ensemble_config,
     preprocess_config,
+    shim_source,
 )
 
 FLOOR_ENSEMBLE = "floor_ensemble"
@@ -60,6 +60,6 @@ def add_floor_models(repository: Path, opts: RepositoryOptions) -> list[str]:
         (model_dir / VERSION).mkdir(parents=True, exist_ok=True)
         (model_dir / "config.pbtxt").write_text(HEADER + text_format.MessageToString(config))
         if config.backend == "python":
-            (model_dir / VERSION / "model.py").write_text(_shim(config.name, NOOP_MODULE))
+            (model_dir / VERSION / "model.py").write_text(shim_source(config.name, NOOP_MODULE))
         names.append(config.name)
     return names

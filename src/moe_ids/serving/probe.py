@@ -28,7 +28,6 @@ from moe_ids import contract
 from moe_ids.serving.stubs import backend_stubs
 
 MODELS = (contract.ENSEMBLE_MODEL, contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL)
-OVERLOAD_TEXT = "request timeout expired"  # Triton's queue-policy refusal and the classifier's (same words)
 
 
 def _get_json(url: str, timeout: float) -> dict:
@@ -86,7 +85,7 @@ def inference_problem(http_url: str, timeout: float) -> str | None:
             outputs = {o["name"]: o for o in json.loads(response.read()).get("outputs", [])}
     except urllib.error.HTTPError as exc:
         text = exc.read().decode(errors="replace")
-        if exc.code == 503 or OVERLOAD_TEXT in text.lower():
+        if exc.code == 503 or any(t in text.lower() for t in contract.OVERLOAD_TEXTS):
             return None
         return f"inference failed with HTTP {exc.code}: {text[:300]}"
     except (OSError, ValueError) as exc:

@@ -22,6 +22,7 @@ from moe_ids.contract import (
     ONNX_INPUTS,
     ONNX_OUTPUTS,
     PROBABILITIES,
+    QUEUE_TIMEOUT_TEXT,
     TABULAR,
     TEMPORAL,
 )
@@ -46,7 +47,7 @@ class Overdue(Exception):
 def overdue_message(waited_ns: int, budget_ns: int) -> str:
     """Worded like Triton's queue-policy refusal ("Request timeout expired"), which clients already treat as
     overload to back off from, plus how long the flow waited."""
-    return (f"{CLASSIFIER_MODEL}: request timeout expired: waited {waited_ns / 1e6:.0f} ms for the classifier after "
+    return (f"{CLASSIFIER_MODEL}: {QUEUE_TIMEOUT_TEXT}: waited {waited_ns / 1e6:.0f} ms for the classifier after "
             f"admission (budget {budget_ns / 1e6:.0f} ms); the server is overloaded, retry later")
 
 
