@@ -129,10 +129,11 @@ class AsyncMoEClient(ClientSettings):
         return await acall_with_retry(once, self.retry_policy, self._translate)
 
     async def predict(self, features: Mapping[str, Any], missing_strategy: str | None = None,
-                      unknown: str | None = None) -> Prediction:
+                      unknown: str | None = None, extractor: str | None = None) -> Prediction:
         """Score one flow at real-time priority."""
         info = await self.get_model_info()
-        x, index = encode_flows(proto.as_single_flow(features), info.feature_names, unknown or self.unknown)
+        x, index = encode_flows(proto.as_single_flow(features), info.feature_names, unknown or self.unknown,
+                                extractor or self.extractor)
         strategy = proto.check_strategy(missing_strategy, info)
         outputs = await self._infer(x, strategy, contract.PRIORITY_REALTIME)
         frame = proto.frame_from_parts([outputs], info, index)
@@ -146,11 +147,12 @@ class AsyncMoEClient(ClientSettings):
         concurrency: int | None = None,
         priority: int | str = contract.PRIORITY_BULK,
         unknown: str | None = None,
+        extractor: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> pd.DataFrame:
         """Score many flows with up to ``concurrency`` requests in flight; rows keep the input's order/index."""
         info = await self.get_model_info()
-        x, index = encode_flows(flows, info.feature_names, unknown or self.unknown)
+        x, index = encode_flows(flows, info.feature_names, unknown or self.unknown, extractor or self.extractor)
         strategy = proto.check_strategy(missing_strategy, info)
         level = proto.priority_value(priority)
         slices = proto.chunk_slices(x.shape[0], batch_size, info)

@@ -17,7 +17,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from moe_ids.schema import DROPPED_COLUMNS, IDENTIFIER_COLUMNS, canonical_name, normalize_name
+from moe_ids import extractors
+from moe_ids.extractors import AUTO
+from moe_ids.schema import DROPPED_COLUMNS, FEATURE_NAMES, IDENTIFIER_COLUMNS, canonical_name, normalize_name
 
 from .errors import InvalidInputError
 
@@ -40,6 +42,17 @@ def is_known_non_feature(name: str) -> bool:
     """True for columns that flow files carry but that are deliberately not model inputs."""
     key = normalize_name(str(name))
     return key in KNOWN_NON_FEATURES or key.rstrip("0123456789").rstrip("_") in KNOWN_NON_FEATURES
+
+
+def check_extractor(extractor: str | None) -> str:
+    """``auto`` (detect from the column names) or the name of a column-based extractor profile."""
+    name = AUTO if extractor is None else str(extractor)
+    if name != AUTO:
+        try:
+            extractors.resolve(name, ())
+        except ValueError as exc:
+            raise InvalidInputError(str(exc), "extractor") from None
+    return name
 
 
 def check_unknown_policy(unknown: str) -> str:
@@ -74,24 +87,38 @@ def column_mapping(columns: Iterable[Any], feature_names: Sequence[str], unknown
     return mapping
 
 
-def encode_frame(frame: pd.DataFrame, feature_names: Sequence[str], unknown: str = "raise") -> np.ndarray:
-    """[n, F] float32 in ``feature_names`` order; absent, empty and non-finite values become NaN."""
+def encode_frame(frame: pd.DataFrame, feature_names: Sequence[str], unknown: str = "raise",
+                 extractor: str | None = AUTO) -> np.ndarray:
+    """[n, F] float32 in ``feature_names`` order, in the model's semantics: values are converted by the
+    extractor's profile (detected from the column names for ``auto``), absent, empty, non-finite and
+    unavailable values become NaN."""
+    try:
+        profile = extractors.resolve(check_extractor(extractor), frame.columns)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc), "extractor") from None
     mapping = column_mapping(frame.columns, feature_names, unknown)
+    canonical = pd.DataFrame(index=pd.RangeIndex(len(frame)), columns=list(FEATURE_NAMES), dtype=np.float64)
+    for col, name in mapping.items():
+        if name in canonical.columns:
+            canonical[name] = _numeric_column(frame[col], str(col), frame.index).astype(np.float64)
+    converted = profile.convert(canonical)
     out = np.full((len(frame), len(feature_names)), np.nan, dtype=np.float32)
-    position = {name: i for i, name in enumerate(feature_names)}
-    for col, canonical in mapping.items():
-        out[:, position[canonical]] = _numeric_column(frame[col], str(col), frame.index)
-    return out
+    for i, name in enumerate(feature_names):
+        if name in converted.columns:
+            out[:, i] = converted[name].to_numpy(dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(np.isfinite(out), out, np.nan).astype(np.float32, copy=False)
 
 
 def encode_records(records: Sequence[Mapping[str, Any]], feature_names: Sequence[str],
-                   unknown: str = "raise") -> np.ndarray:
+                   unknown: str = "raise", extractor: str | None = AUTO) -> np.ndarray:
     """Encode flows given as dicts (one per flow); each dict may use its own naming."""
     for i, rec in enumerate(records):
         if not isinstance(rec, Mapping):
             raise InvalidInputError(f"flow {i}: expected a mapping of feature name to value, got "
                                     f"{type(rec).__name__}", field="flows")
-    return encode_frame(pd.DataFrame(list(records), index=pd.RangeIndex(len(records))), feature_names, unknown)
+    return encode_frame(pd.DataFrame(list(records), index=pd.RangeIndex(len(records))), feature_names, unknown,
+                        extractor)
 
 
 def encode_array(values: Any, feature_names: Sequence[str]) -> np.ndarray:
@@ -109,12 +136,14 @@ def encode_array(values: Any, feature_names: Sequence[str]) -> np.ndarray:
     return np.where(np.isfinite(x), x, np.nan).astype(np.float32, copy=False)
 
 
-def encode_flows(flows: Any, feature_names: Sequence[str], unknown: str = "raise") -> tuple[np.ndarray, pd.Index]:
-    """Any supported input to (FEATURES array, index of the result frame)."""
+def encode_flows(flows: Any, feature_names: Sequence[str], unknown: str = "raise",
+                 extractor: str | None = AUTO) -> tuple[np.ndarray, pd.Index]:
+    """Any supported input to (FEATURES array, index of the result frame). A 2-D array is taken as already in
+    the model's order and semantics; named columns go through the extractor profile."""
     if isinstance(flows, pd.DataFrame):
-        return encode_frame(flows, feature_names, unknown), flows.index
+        return encode_frame(flows, feature_names, unknown, extractor), flows.index
     if isinstance(flows, Mapping):
-        return encode_records([flows], feature_names, unknown), pd.RangeIndex(1)
+        return encode_records([flows], feature_names, unknown, extractor), pd.RangeIndex(1)
     if isinstance(flows, (str, bytes)):
         raise InvalidInputError("flows: expected a pandas DataFrame, a list of dicts or a 2-D array, got text "
                                 "(to score a CSV file use `moe-ids score` or moe_ids.data.load_flows)", field="flows")
@@ -122,7 +151,7 @@ def encode_flows(flows: Any, feature_names: Sequence[str], unknown: str = "raise
         x = encode_array(flows, feature_names)
         return x, pd.RangeIndex(x.shape[0])
     if isinstance(flows, Sequence):
-        return encode_records(flows, feature_names, unknown), pd.RangeIndex(len(flows))
+        return encode_records(flows, feature_names, unknown, extractor), pd.RangeIndex(len(flows))
     raise InvalidInputError(
         f"flows: expected a pandas DataFrame, a list of dicts or a 2-D array, got {type(flows).__name__}",
         field="flows")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from moe_ids.extractors import get_profile
 from moe_ids.schema import FEATURE_NAMES
 
 
@@ -33,8 +34,9 @@ def _sum(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a + b
 
 
-def totals_to_features(t: FlowTotals) -> dict[str, float]:
-    """Every feature by canonical name; the ones the totals determine are filled, the rest NaN."""
+def totals_to_features(t: FlowTotals, profile: str) -> dict[str, float]:
+    """Every feature by canonical name; the ones the totals determine and the extractor's profile
+    (``moe_ids.extractors``) does not mark unavailable are filled, the rest NaN."""
     packets = _sum(t.fwd_packets, t.bwd_packets)
     payload = _sum(t.fwd_bytes, t.bwd_bytes)
     values: dict[str, float | None] = {
@@ -55,7 +57,8 @@ def totals_to_features(t: FlowTotals) -> dict[str, float]:
         "Average Packet Size": _ratio(payload, packets),
         "Down/Up Ratio": _ratio(t.bwd_packets, t.fwd_packets),
     }
-    return {name: _finite(values.get(name)) for name in FEATURE_NAMES}
+    unavailable = set(get_profile(profile).unavailable)
+    return {name: math.nan if name in unavailable else _finite(values.get(name)) for name in FEATURE_NAMES}
 
 
 def _finite(value: float | None) -> float:

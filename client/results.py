@@ -19,6 +19,8 @@ from moe_ids import contract
 from .model_info import ModelInfo
 
 ATTACK = contract.BINARY_LABELS[1]
+TRUST_COLUMN = "trust"
+OOD_COLUMN = "out_of_distribution"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,10 @@ class Prediction:
     family: str | None = None  # most likely attack family when the verdict is Attack
     family_probabilities: dict[str, float] = field(default_factory=dict)  # given that the flow is an attack
     model_version: str | None = None
+    # how familiar the flow is, in [0, 1]: the share of held-out training flows that looked less familiar;
+    # None when the deployed model has no trust score
+    trust: float | None = None
+    out_of_distribution: bool | None = None  # trust below the model's calibrated false-alarm rate
 
     @property
     def is_attack(self) -> bool:
@@ -60,6 +66,8 @@ def result_columns(info: ModelInfo) -> list[str]:
     cols += [gating_column(e) for e in info.experts]
     if info.families:
         cols += ["family"] + [family_column(f) for f in info.families]
+    if contract.TRUST in info.outputs:
+        cols += [TRUST_COLUMN, OOD_COLUMN]
     return cols
 
 
@@ -87,6 +95,10 @@ def outputs_to_frame(outputs: Mapping[str, np.ndarray], info: ModelInfo, index: 
         data["family"] = np.where(labels[predicted] == ATTACK, names, None)
         for j, fam_name in enumerate(info.families):
             data[family_column(fam_name)] = fam[:, j]
+    if contract.TRUST in outputs:
+        data[TRUST_COLUMN] = np.asarray(outputs[contract.TRUST], dtype=np.float64).reshape(-1)
+        if contract.OUT_OF_DISTRIBUTION in outputs:
+            data[OOD_COLUMN] = np.asarray(outputs[contract.OUT_OF_DISTRIBUTION], dtype=bool).reshape(-1)
     frame = pd.DataFrame(data, index=index if index is not None else pd.RangeIndex(len(probs)))
     return frame
 
@@ -102,6 +114,8 @@ def row_to_prediction(row: Mapping[str, Any], info: ModelInfo) -> Prediction:
         family=None if family is None or (isinstance(family, float) and math.isnan(family)) else str(family),
         family_probabilities={f: float(row[family_column(f)]) for f in info.families},
         model_version=info.version,
+        trust=float(row[TRUST_COLUMN]) if TRUST_COLUMN in row else None,
+        out_of_distribution=bool(row[OOD_COLUMN]) if OOD_COLUMN in row else None,
     )
 
 
@@ -110,6 +124,7 @@ def analyze(result: Prediction | Mapping[str, Any] | pd.Series) -> dict[str, Any
     and a one-line reading of it for an analyst."""
     if isinstance(result, Prediction):
         gating, verdict, confidence, family = result.gating, result.prediction, result.confidence, result.family
+        trust, ood = result.trust, result.out_of_distribution
     else:
         row = dict(result)
         gating = {e: float(row[gating_column(e)]) for e in contract.OUTPUT_LABELS[contract.GATING]
@@ -117,6 +132,8 @@ def analyze(result: Prediction | Mapping[str, Any] | pd.Series) -> dict[str, Any
         verdict, confidence = str(row["prediction"]), float(row["confidence"])
         family = row.get("family")
         family = None if family is None or (isinstance(family, float) and math.isnan(family)) else str(family)
+        trust = float(row[TRUST_COLUMN]) if TRUST_COLUMN in row else None
+        ood = bool(row[OOD_COLUMN]) if OOD_COLUMN in row else None
     if len(gating) < 2:
         raise ValueError("analyze() needs the gating weights of both experts")
     ranked = sorted(gating.items(), key=lambda kv: kv[1], reverse=True)
@@ -130,11 +147,19 @@ def analyze(result: Prediction | Mapping[str, Any] | pd.Series) -> dict[str, Any
         focus = ("packet sizes, counts, flags and windows" if top.startswith("Tabular")
                  else "durations, inter-arrival times and rates")
         how = f"driven mainly by the {top} ({top_w:.0%}): {focus} decided"
+    familiar = ""
+    if ood:
+        familiar = (f" The flow is unlike the traffic the model was trained and checked on (trust {trust:.3f}): "
+                    "the verdict is a guess about unfamiliar traffic.")
+    elif trust is not None:
+        familiar = f" The flow resembles the training traffic (trust {trust:.2f})."
     return {
         "prediction": verdict,
         "confidence": confidence,
         "dominant_expert": top,
         "dominant_weight": top_w,
         "balance": balance,
-        "interpretation": f"{what}; {how}.",
+        "trust": trust,
+        "out_of_distribution": ood,
+        "interpretation": f"{what}; {how}.{familiar}",
     }

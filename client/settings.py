@@ -5,7 +5,7 @@ from __future__ import annotations
 from moe_ids import contract
 
 from . import protocol as proto
-from .features import check_unknown_policy
+from .features import AUTO, check_extractor, check_unknown_policy
 from .model_info import ModelInfo
 from .retry import RetryPolicy
 
@@ -23,6 +23,7 @@ class ClientSettings:
         *,
         concurrency: int = 4,
         unknown: str = "raise",
+        extractor: str = AUTO,
         backoff: float = 0.1,
         max_backoff: float = 5.0,
         verbose: bool = False,
@@ -33,6 +34,7 @@ class ClientSettings:
         self.timeout = float(timeout)
         self.concurrency = max(1, int(concurrency))
         self.unknown = check_unknown_policy(unknown)
+        self.extractor = check_extractor(extractor)
         self.retry_policy = RetryPolicy(retries=max(0, int(retries)), base=backoff, cap=max_backoff)
         self._verbose = verbose
         self._info: ModelInfo | None = None

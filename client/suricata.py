@@ -2,8 +2,9 @@
 
 The ``flow`` object gives start/end times and packets/bytes per direction (``toserver`` is CICFlowMeter's
 forward direction). Suricata counts whole packets (headers included) where CICFlowMeter counts payload, so
-the byte-derived features are upper bounds of CICFlowMeter's; packet counts, duration and packet rates are
-exact. Per-packet statistics and flag counts are not in a flow event and stay missing (NaN).
+the byte-derived features would mean something else and are sent as missing (the ``suricata`` profile of
+``moe_ids.extractors``); packet counts, duration and packet rates are exact. Per-packet statistics and flag
+counts are not in a flow event and stay missing (NaN).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def from_suricata_flow(event: Mapping[str, Any]) -> dict[str, float]:
         bwd_packets=_number(flow.get("pkts_toclient")),
         fwd_bytes=_number(flow.get("bytes_toserver")),
         bwd_bytes=_number(flow.get("bytes_toclient")),
-    ))
+    ), "suricata")
 
 
 def _duration_us(flow: Mapping[str, Any]) -> float | None:

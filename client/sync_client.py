@@ -157,10 +157,11 @@ class MoEClient(ClientSettings):
         return lambda: proto.result_arrays(request.get_result(), info)
 
     def predict(self, features: Mapping[str, Any], missing_strategy: str | None = None,
-                unknown: str | None = None) -> Prediction:
+                unknown: str | None = None, extractor: str | None = None) -> Prediction:
         """Score one flow at real-time priority; features in any supported naming, absent ones are missing."""
         info = self.model_info
-        x, index = encode_flows(proto.as_single_flow(features), info.feature_names, unknown or self.unknown)
+        x, index = encode_flows(proto.as_single_flow(features), info.feature_names, unknown or self.unknown,
+                                extractor or self.extractor)
         strategy = proto.check_strategy(missing_strategy, info)
         outputs = self._infer_retrying(x, strategy, contract.PRIORITY_REALTIME)
         frame = proto.frame_from_parts([outputs], info, index)
@@ -174,6 +175,7 @@ class MoEClient(ClientSettings):
         concurrency: int | None = None,
         priority: int | str = contract.PRIORITY_BULK,
         unknown: str | None = None,
+        extractor: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> pd.DataFrame:
         """Score many flows; one result row per input row, same order and index as the input.
@@ -183,7 +185,7 @@ class MoEClient(ClientSettings):
         ``progress`` is called with the number of flows finished after each request.
         """
         info = self.model_info
-        x, index = encode_flows(flows, info.feature_names, unknown or self.unknown)
+        x, index = encode_flows(flows, info.feature_names, unknown or self.unknown, extractor or self.extractor)
         strategy = proto.check_strategy(missing_strategy, info)
         level = proto.priority_value(priority)
         depth = max(1, int(concurrency or self.concurrency))

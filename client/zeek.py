@@ -28,7 +28,7 @@ def from_zeek_conn(record: Mapping[str, Any]) -> dict[str, float]:
         bwd_packets=_number(record.get("resp_pkts")),
         fwd_bytes=_number(record.get("orig_bytes")),
         bwd_bytes=_number(record.get("resp_bytes")),
-    ))
+    ), "zeek")
 
 
 def _number(value: Any) -> float | None:

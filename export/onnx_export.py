@@ -31,7 +31,7 @@ BATCH_AXIS = "batch"
 
 
 def serving_module(model):
-    """Wrap the MoE so its forward returns the five contract outputs (softmax, argmax, confidence inside)."""
+    """Wrap the MoE so its forward returns the contract outputs (softmax, argmax, confidence, trust inside)."""
     import torch
 
     class ServingMoE(torch.nn.Module):
@@ -40,9 +40,9 @@ def serving_module(model):
             self.moe = moe
 
         def forward(self, tabular, temporal, missing_mask):
-            probabilities, gating, family = self.moe(tabular, temporal, missing_mask)
+            probabilities, gating, family, trust, ood = self.moe(tabular, temporal, missing_mask)
             confidence, predicted = torch.max(probabilities, dim=1, keepdim=True)
-            return probabilities, gating, family, predicted.to(torch.int64), confidence
+            return probabilities, gating, family, predicted.to(torch.int64), confidence, trust, ood
 
     return ServingMoE(model).eval()
 

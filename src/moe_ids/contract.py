@@ -32,9 +32,15 @@ GATING = "GATING"  # FP32 [batch, 2]: tabular, temporal expert weight
 FAMILY_PROBABILITIES = "FAMILY_PROBABILITIES"  # FP32 [batch, len(FAMILIES)]
 PREDICTED_CLASS = "PREDICTED_CLASS"  # INT64 [batch, 1]: index into BINARY_LABELS
 CONFIDENCE = "CONFIDENCE"  # FP32 [batch, 1]: probability of the predicted class
+TRUST = "TRUST"  # FP32 [batch, 1] in [0, 1]: how familiar the flow is (p-value against held-out training flows)
+OUT_OF_DISTRIBUTION = "OUT_OF_DISTRIBUTION"  # BOOL [batch, 1]: TRUST below the calibrated false-alarm rate
 
 ONNX_INPUTS: tuple[str, ...] = (TABULAR, TEMPORAL, MISSING_MASK)
-ONNX_OUTPUTS: tuple[str, ...] = (PROBABILITIES, GATING, FAMILY_PROBABILITIES, PREDICTED_CLASS, CONFIDENCE)
+ONNX_OUTPUTS: tuple[str, ...] = (PROBABILITIES, GATING, FAMILY_PROBABILITIES, PREDICTED_CLASS, CONFIDENCE, TRUST,
+                                 OUT_OF_DISTRIBUTION)
+# Triton dtype of each output (inputs are all TYPE_FP32)
+OUTPUT_DTYPES: dict[str, str] = {name: "TYPE_FP32" for name in ONNX_OUTPUTS} | {
+    PREDICTED_CLASS: "TYPE_INT64", OUT_OF_DISTRIBUTION: "TYPE_BOOL"}
 
 INPUT_WIDTHS: dict[str, int] = {
     INPUT_FEATURES: N_FEATURES,
@@ -48,6 +54,8 @@ OUTPUT_WIDTHS: dict[str, int] = {
     FAMILY_PROBABILITIES: len(FAMILIES),
     PREDICTED_CLASS: 1,
     CONFIDENCE: 1,
+    TRUST: 1,
+    OUT_OF_DISTRIBUTION: 1,
 }
 OUTPUT_LABELS: dict[str, tuple[str, ...]] = {
     PROBABILITIES: BINARY_LABELS,

@@ -1,8 +1,11 @@
 """The default training corpus and its deterministic train/validation/test split.
 
-The corpus joins the corrected-release sample (16 labels) with the heads of original-extraction day files, so
-the model sees both CICFlowMeter versions' renderings of normal traffic. The split is a pure function of the
-data and a seed: evaluation recomputes it to score exactly the held-out flows that training never saw.
+The corpus joins the corrected-release sample (16 labels) with the original extraction's files (heads of day
+files, a stratified sample of MachineLearningCVE and attack slices of TrafficLabelling), so the model sees both
+CICFlowMeter versions' renderings of attacks and normal traffic, each converted by its extractor profile into the
+model's semantics. Each row keeps its source file and extraction for per-source and leave-one-out reports.
+The split is a pure function of the data and a seed: evaluation recomputes it to score exactly the held-out
+flows that training never saw.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ DEFAULT_SOURCES: tuple[str, ...] = (
     "cicids2017-original/orig_Friday-DDos_head9998.csv.gz",
     "cicids2017-original/orig_Tuesday_head4998_binarylabel.csv.gz",
     "cicids2017-original/orig_Wednesday_head200.csv.gz",
+    "cicids2017-original/machinelearningcve_stratified12k.csv.gz",
+    "cicids2017-original/trafficlabelling_attack_slices.csv.gz",
 )
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 
@@ -35,10 +40,11 @@ class Corpus:
     labels: np.ndarray  # cleaned raw labels (str)
     source: np.ndarray  # file name of each row (str)
     data_hash: str
+    extraction: np.ndarray  # extractor profile of each row's file (str), see moe_ids.extractors
 
     def subset(self, idx: np.ndarray) -> Corpus:
         return Corpus(self.features[idx], self.binary[idx], self.family[idx], self.labels[idx],
-                      self.source[idx], self.data_hash)
+                      self.source[idx], self.data_hash, self.extraction[idx])
 
 
 def file_sha256(path: Path) -> str:
@@ -54,7 +60,7 @@ def load_corpus(paths: list[Path] | None = None) -> Corpus:
     if paths is None:
         root = bundled_data_dir()
         paths = [root / rel for rel in DEFAULT_SOURCES]
-    feats, binary, family, labels, source, hashes = [], [], [], [], [], []
+    feats, binary, family, labels, source, extraction, hashes = [], [], [], [], [], [], []
     for path in paths:
         table = load_flows(path)
         if table.binary is None:
@@ -64,10 +70,12 @@ def load_corpus(paths: list[Path] | None = None) -> Corpus:
         family.append(table.family)
         labels.append(table.labels.to_numpy(dtype=str))
         source.append(np.full(len(table), Path(path).name, dtype=object))
+        extraction.append(np.full(len(table), table.extractor, dtype=object))
         hashes.append(f"{Path(path).name}:{file_sha256(Path(path))}")
     combined = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
     return Corpus(np.concatenate(feats), np.concatenate(binary), np.concatenate(family),
-                  np.concatenate(labels), np.concatenate(source).astype(str), combined)
+                  np.concatenate(labels), np.concatenate(source).astype(str), combined,
+                  np.concatenate(extraction).astype(str))
 
 
 def split_indices(corpus: Corpus, seed: int) -> dict[str, np.ndarray]:

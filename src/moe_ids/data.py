@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from moe_ids import extractors
 from moe_ids import labels as label_mod
 from moe_ids.schema import FEATURE_NAMES, normalize_name, resolve_columns
 
@@ -32,6 +33,7 @@ class FlowTable:
     family: np.ndarray | None  # index into labels.FAMILIES, -1 = normal/unknown
     source_format: CsvFormat
     unknown_columns: list[str]
+    extractor: str = "cicflowmeter"  # the profile whose semantics the columns were converted from
 
     def __len__(self) -> int:
         return len(self.features)
@@ -49,28 +51,35 @@ def detect_format(columns: list[str]) -> CsvFormat:
     return "features"
 
 
-def frame_to_features(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Canonical feature frame (schema order, NaN where absent or non-finite) and the unmatched columns."""
+def frame_to_features(frame: pd.DataFrame, extractor: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Canonical feature frame in the model's semantics (schema order, NaN where absent, non-finite or
+    unavailable from that extractor) and the unmatched columns.
+
+    ``extractor`` names a profile of ``moe_ids.extractors``; ``None`` or ``auto`` detects it from the header.
+    """
+    profile = extractors.resolve(extractor, frame.columns)
     label_like = {"label", "attempted_category"}
     candidates = [c for c in frame.columns if normalize_name(str(c)) not in label_like]
     mapping, unknown = resolve_columns([str(c) for c in candidates])
     selected = frame[list(mapping)].rename(columns=mapping)
     values = selected.apply(pd.to_numeric, errors="coerce").astype(np.float64)
     values = values.replace([np.inf, -np.inf], np.nan)
-    return values.reindex(columns=list(FEATURE_NAMES)), unknown
+    return profile.convert(values.reindex(columns=list(FEATURE_NAMES))), unknown
 
 
-def load_flows(path: str | Path, nrows: int | None = None) -> FlowTable:
-    """Read a CIC-IDS2017 CSV (optionally gzip) of either format into a FlowTable."""
-    frame = pd.read_csv(path, nrows=nrows, low_memory=False, na_values=["Infinity", "-Infinity", "inf"])
+def load_flows(path: str | Path, nrows: int | None = None, extractor: str | None = None) -> FlowTable:
+    """Read a flow CSV (optionally gzip) of any supported extractor into a FlowTable in the model's semantics."""
+    frame = pd.read_csv(path, nrows=nrows, low_memory=False, na_values=["Infinity", "-Infinity", "inf"],
+                        encoding_errors="replace")
     frame.columns = [str(c).strip() for c in frame.columns]
     fmt = detect_format(list(frame.columns))
-    features, unknown = frame_to_features(frame)
+    profile = extractors.resolve(extractor, frame.columns)
+    features, unknown = frame_to_features(frame, profile.name)
     label_col = next((c for c in frame.columns if normalize_name(c) == "label"), None)
     if label_col is None:
-        return FlowTable(features, None, None, None, fmt, unknown)
+        return FlowTable(features, None, None, None, fmt, unknown, profile.name)
     cleaned, binary, family = label_mod.encode(frame[label_col])
-    return FlowTable(features, cleaned.reset_index(drop=True), binary, family, fmt, unknown)
+    return FlowTable(features, cleaned.reset_index(drop=True), binary, family, fmt, unknown, profile.name)
 
 
 def bundled_data_dir() -> Path:

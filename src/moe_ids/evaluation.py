@@ -33,7 +33,8 @@ class EvalSet:
     description: str
 
 
-def held_out_set(model_dir: Path, data: Path | None) -> tuple[EvalSet, Corpus, np.ndarray]:
+def held_out_set(model_dir: Path, data: Path | None,
+                 extractor: str | None = None) -> tuple[EvalSet, Corpus, np.ndarray]:
     """The evaluation flows, the training corpus and its training-split indices (for the baseline)."""
     meta = artifacts.read_json(Path(model_dir) / artifacts.METADATA)
     corpus = load_corpus()
@@ -54,12 +55,14 @@ def held_out_set(model_dir: Path, data: Path | None) -> tuple[EvalSet, Corpus, n
         sub = corpus.subset(rows)
         return EvalSet(sub, f"held-out rows of training source {data.name} ({len(rows)} flows)"), \
             corpus, split["train"]
-    table = load_flows(data)
+    table = load_flows(data, extractor=extractor)
     if table.binary is None:
         raise ValueError(f"{data}: no Label column; evaluation needs labelled flows")
     ext = Corpus(table.features.to_numpy(np.float64), table.binary, table.family,
-                 table.labels.to_numpy(dtype=str), np.full(len(table), data.name), file_sha256(data))
-    return EvalSet(ext, f"{data.name}, not used in training ({len(table)} flows)"), corpus, split["train"]
+                 table.labels.to_numpy(dtype=str), np.full(len(table), data.name), file_sha256(data),
+                 np.full(len(table), table.extractor))
+    return EvalSet(ext, f"{data.name}, not used in training ({len(table)} flows, extractor {table.extractor})"), \
+        corpus, split["train"]
 
 
 def _is_training_file(path: Path, corpus: Corpus) -> bool:
@@ -116,12 +119,13 @@ class Baseline:
 
 
 def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ...] = DEFAULT_MISSING,
-             seed: int = 2017, with_baseline: bool = True) -> dict:
-    """The full report: per missing fraction, the MoE's and the baseline's figures."""
+             seed: int = 2017, with_baseline: bool = True, extractor: str | None = None) -> dict:
+    """The full report: per missing fraction, the MoE's and the baseline's figures; with every feature present,
+    the same per extraction and per source file, with the trust columns."""
     from moe_ids.training import predict_numpy
 
     model_dir = Path(model_dir)
-    eval_set, corpus, train_idx = held_out_set(model_dir, data)
+    eval_set, corpus, train_idx = held_out_set(model_dir, data, extractor)
     model = artifacts.load_model(model_dir)
     pre = Preprocessor(artifacts.load_stats(model_dir))
     baseline = Baseline(seed).fit(corpus.subset(train_idx)) if with_baseline else None
@@ -135,14 +139,113 @@ def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ..
                                              out["family"].argmax(1))}
         entry["gating_mean"] = {"tabular": float(out["gating"][:, 0].mean()),
                                 "temporal": float(out["gating"][:, 1].mean())}
+        entry["trust"] = trust_report(d.binary, out["probabilities"][:, 1], out["ood"])
         result["missing"].append(entry)
+        base_p = None
         if baseline is not None:
-            p_attack, fam = baseline.predict(x)
+            base_p, fam = baseline.predict(x)
             result["baseline"]["missing"].append({"fraction": frac, **_report(d.binary, d.family, d.labels,
-                                                                               p_attack, fam)})
+                                                                               base_p, fam)})
+        if i == 0:
+            result["by_extraction"] = grouped_report(d, d.extraction, out, base_p)
+            result["by_source"] = grouped_report(d, d.source, out, base_p)
     if baseline is None:
         result.pop("baseline")
     return result
+
+
+def trust_report(y_bin: np.ndarray, p_attack: np.ndarray, ood: np.ndarray) -> dict:
+    """Share flagged out-of-distribution, figures of the trusted flows, and how many attacks were caught either
+    way (detected, or at least flagged as unfamiliar)."""
+    pred = (p_attack >= 0.5).astype(np.int64)
+    trusted = ~np.asarray(ood, dtype=bool)
+    attacks = y_bin == 1
+    return {
+        "out_of_distribution_share": float(np.mean(~trusted)) if len(trusted) else 0.0,
+        "trusted_flows": int(trusted.sum()),
+        "trusted_macro_f1": binary_report(y_bin[trusted], pred[trusted])["macro_f1"] if trusted.any() else None,
+        "trusted_accuracy": float(np.mean(pred[trusted] == y_bin[trusted])) if trusted.any() else None,
+        "attacks_detected_or_flagged": float(((pred == 1) | ~trusted)[attacks].mean()) if attacks.any() else None,
+    }
+
+
+def grouped_report(d: Corpus, groups: np.ndarray, out: dict[str, np.ndarray],
+                   baseline_p: np.ndarray | None) -> dict[str, dict]:
+    """Per group (extraction or source file): accuracy, binary macro-F1 (None where one class is absent),
+    per-family recall, the trust columns and the baseline's macro-F1."""
+    p_attack = out["probabilities"][:, 1]
+    pred = (p_attack >= 0.5).astype(np.int64)
+    fam_pred = out["family"].argmax(1)
+    report: dict[str, dict] = {}
+    for g in sorted(set(groups.tolist())):
+        rows = groups == g
+        y = d.binary[rows]
+        both = len(np.unique(y)) == 2
+        recall = {}
+        for k, name in enumerate(FAMILIES):
+            fam_rows = rows & (d.binary == 1) & (d.family == k)
+            if fam_rows.any():
+                recall[name] = {"flows": int(fam_rows.sum()), "attack_recall": float(pred[fam_rows].mean()),
+                                "family_recall": float(np.mean(fam_pred[fam_rows] == k))}
+        entry = {"flows": int(rows.sum()), "attacks": int(y.sum()),
+                 "accuracy": float(np.mean(pred[rows] == y)),
+                 "macro_f1": binary_report(y, pred[rows])["macro_f1"] if both else None,
+                 "families": recall, **trust_report(y, p_attack[rows], out["ood"][rows])}
+        if baseline_p is not None:
+            base = (baseline_p[rows] >= 0.5).astype(np.int64)
+            entry["baseline_accuracy"] = float(np.mean(base == y))
+            entry["baseline_macro_f1"] = binary_report(y, base)["macro_f1"] if both else None
+        report[g] = entry
+    return report
+
+
+def leave_one_out(extraction: str, seed: int = 2017, epochs: int | None = None, log=print) -> dict:
+    """Train a fresh model (and the baseline) without one extraction's flows and score that extraction's
+    held-out flows: how the detector does on an extractor it has never seen."""
+    import tempfile
+
+    from moe_ids.training import TrainConfig, predict_numpy, train
+
+    cfg = TrainConfig(exclude_extractions=(extraction,))
+    if epochs is not None:
+        cfg.epochs = epochs
+    with tempfile.TemporaryDirectory(prefix="moe-ids-loo-") as work:
+        meta = train(Path(work), cfg, log=lambda _msg: None)
+        model = artifacts.load_model(Path(work))
+        pre = Preprocessor(artifacts.load_stats(Path(work)))
+    corpus = load_corpus()
+    split = split_indices(corpus, cfg.seed)
+    test = corpus.subset(split["test"][corpus.extraction[split["test"]] == extraction])
+    train_rows = split["train"][corpus.extraction[split["train"]] != extraction]
+    if not len(test.binary):
+        raise ValueError(f"leave-one-out: no held-out flows of extraction {extraction!r} in the corpus")
+    out = predict_numpy(model, pre, test.features)
+    base_p, _ = Baseline(seed).fit(corpus.subset(train_rows)).predict(test.features)
+    report = grouped_report(test, test.extraction, out, base_p)[extraction]
+    log(f"leave-one-out {extraction}: trained on {meta['training_data']['split_sizes']['train']} flows of the "
+        f"other extractions in {meta['training_seconds']} s")
+    return {"left_out": extraction, "trained_on_flows": int(len(train_rows)), "best_epoch": meta["best_epoch"],
+            **report}
+
+
+def format_groups(title: str, groups: dict[str, dict]) -> list[str]:
+    header = (f"{'':<42} {'flows':>6} {'acc':>6} {'macroF1':>7} {'OOD':>6} {'trustF1':>7} {'caught':>6} | "
+              f"{'GBT acc':>7} {'GBT F1':>7}")
+    lines = ["", title, header]
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    for name, g in groups.items():
+        lines.append(f"{name[:42]:<42} {g['flows']:>6} {num(g['accuracy']):>6} {num(g['macro_f1']):>7} "
+                     f"{g['out_of_distribution_share']:>6.3f} {num(g['trusted_macro_f1']):>7} "
+                     f"{num(g['attacks_detected_or_flagged']):>6} | {num(g.get('baseline_accuracy')):>7} "
+                     f"{num(g.get('baseline_macro_f1')):>7}")
+        for fam, r in g["families"].items():
+            if r["flows"] >= MIN_FAMILY_SUPPORT:
+                lines.append(f"    {fam:<38} {r['flows']:>6} attack recall {r['attack_recall']:.4f}, "
+                             f"family recall {r['family_recall']:.4f}")
+    return lines
 
 
 def format_report(result: dict) -> str:
@@ -162,6 +265,19 @@ def format_report(result: dict) -> str:
             row += (f" | {b['binary']['macro_f1']:>11.4f} {b['binary']['attack_f1']:>8.4f} "
                     f"{b['family']['macro_f1']:>8.4f}")
         lines.append(row)
+    lines += ["", "Trust: share flagged out-of-distribution, macro-F1 of the trusted flows"]
+    for e in result["missing"]:
+        t = e["trust"]
+        f1 = "-" if t["trusted_macro_f1"] is None else f"{t['trusted_macro_f1']:.4f}"
+        lines.append(f"  missing {e['fraction']:.2f}: out-of-distribution {t['out_of_distribution_share']:.4f}, "
+                     f"trusted macro-F1 {f1} ({t['trusted_flows']} flows)")
+    lines += ["", "(caught: share of attacks detected or flagged out-of-distribution; macroF1 '-' where the group "
+              "holds one class)"]
+    lines += format_groups("Per extraction (all features):", result.get("by_extraction", {}))
+    lines += format_groups("Per source file (all features):", result.get("by_source", {}))
+    for loo in result.get("leave_one_out", []):
+        lines += format_groups(f"Leave-one-extraction-out: trained without {loo['left_out']} "
+                               f"({loo['trained_on_flows']} training flows), tested on it:", {loo["left_out"]: loo})
     full = result["missing"][0]
     lines += ["", "Per-label recall (all features):"]
     for lab, r in full["per_label_recall"].items():

@@ -35,6 +35,7 @@ class MoEConfig:
     dropout: float = 0.1
     periodic_k: int = 8  # frequencies per feature of the experts' periodic input encoding (0 = off)
     periodic_sigma: float = 3.0  # std of the initial frequencies, in cycles per standard deviation
+    trust_knots: int = 200  # quantiles of the held-out distance distribution that map a distance to trust
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,8 +74,39 @@ def _mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
     )
 
 
+class TrustScore(nn.Module):
+    """How familiar a flow is: a p-value of its distance to the training data in the experts' embedding space.
+
+    The distance is the smallest Mahalanobis distance (shared covariance, Lee et al. 2018) from the concatenated
+    expert embeddings to the mean of each training class (Normal and each attack family). ``trust`` is the
+    share of held-out in-distribution flows farther away than this flow, interpolated between ``knots`` (the
+    distance quantiles of the calibration set), so trust is uniform on in-distribution flows and
+    ``trust < alpha`` flags a fraction ``alpha`` of them: the stated false-alarm rate of ``out_of_distribution``.
+    Everything is a buffer written by ``moe_ids.trust.calibrate`` after training; it runs inside the ONNX graph.
+    """
+
+    def __init__(self, dim: int, n_classes: int, knots: int) -> None:
+        super().__init__()
+        self.register_buffer("whitening", torch.eye(dim))  # Cholesky factor of the precision matrix
+        self.register_buffer("centers", torch.zeros(n_classes, dim))  # class means, already whitened
+        self.register_buffer("knots", torch.linspace(0.0, 1.0, knots + 1))  # ascending distance quantiles
+        self.register_buffer("alpha", torch.tensor(0.01))
+
+    def distance(self, embedding: torch.Tensor) -> torch.Tensor:
+        z = embedding @ self.whitening
+        diff = z.unsqueeze(1) - self.centers.unsqueeze(0)
+        return (diff * diff).sum(dim=2).min(dim=1, keepdim=True).values
+
+    def forward(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.distance(embedding)
+        lo, hi = self.knots[:-1].unsqueeze(0), self.knots[1:].unsqueeze(0)
+        cdf = torch.clamp((d - lo) / (hi - lo), 0.0, 1.0).mean(dim=1, keepdim=True)
+        trust = 1.0 - cdf
+        return trust, trust < self.alpha
+
+
 class MixtureOfExperts(nn.Module):
-    """Tabular + temporal experts, softmax gate, binary and family heads."""
+    """Tabular + temporal experts, softmax gate, binary and family heads, and the trust score."""
 
     def __init__(self, config: MoEConfig | None = None) -> None:
         super().__init__()
@@ -94,6 +126,7 @@ class MixtureOfExperts(nn.Module):
         )
         self.binary_head = nn.Linear(c.embedding, 2)
         self.family_head = nn.Linear(c.embedding, c.n_families)
+        self.trust = TrustScore(2 * c.embedding, 1 + c.n_families, c.trust_knots)
 
     def experts(
         self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
@@ -120,12 +153,19 @@ class MixtureOfExperts(nn.Module):
             "gating": gating,
         }
 
+    def embedding(self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Both experts' embeddings side by side: the space the trust score measures distances in."""
+        e_tab, e_tmp, _ = self.experts(tabular, temporal, mask)
+        return torch.cat([e_tab, e_tmp], dim=1)
+
     def forward(
         self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Serving outputs: (Normal/Attack probabilities, gating weights, attack-family probabilities)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Serving outputs: (Normal/Attack probabilities, gating weights, attack-family probabilities, trust,
+        out-of-distribution flag)."""
         e_tab, e_tmp, gating = self.experts(tabular, temporal, mask)
         mixed = gating[:, 0:1] * e_tab + gating[:, 1:2] * e_tmp
         probs = torch.softmax(self.binary_head(mixed), dim=1)
         family = torch.softmax(self.family_head(mixed), dim=1)
-        return probs, gating, family
+        trust, ood = self.trust(torch.cat([e_tab, e_tmp], dim=1))
+        return probs, gating, family, trust, ood

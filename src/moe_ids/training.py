@@ -22,14 +22,16 @@ from safetensors.torch import save_file
 from torch import nn
 
 from moe_ids import artifacts
+from moe_ids import trust as trust_mod
 from moe_ids.corpus import Corpus, indices_digest, load_corpus, split_indices
+from moe_ids.extractors import ACTIVE_IDLE, PROFILES, TIMES
 from moe_ids.labels import FAMILIES
 from moe_ids.metrics import binary_report
 from moe_ids.model import MixtureOfExperts, MoEConfig
 from moe_ids.preprocessing import STRATEGIES, PreprocessingStats, Preprocessor
 from moe_ids.schema import FEATURE_NAMES, N_FEATURES
 
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 VALIDATION_MISSING = (0.0, 0.5, 0.75)
 
 
@@ -48,6 +50,13 @@ class TrainConfig:
     balance_weight: float = 0.01
     threads: int = 2
     label_balance_power: float = 0.0  # >0 weights rows by (n/count(label))^power; 0.5 cost 0.003-0.008 F1
+    extractor_fraction: float = 0.3  # rows that lose what a random other extractor cannot deliver
+    # rows whose times are stretched (rates shrunk) by a log-uniform factor, for other networks' round trips;
+    # (0.25, 1000) cost 0.001 held-out F1 on both extractions and detected no more of the pcap flows
+    time_scale_fraction: float = 0.25
+    time_scale_range: tuple[float, float] = (0.5, 2.0)
+    trust_alpha: float = trust_mod.DEFAULT_ALPHA
+    exclude_extractions: tuple[str, ...] = ()  # leave-one-extraction-out: train without these profiles' rows
 
 
 def drop_features(x: np.ndarray, fraction: float | np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -66,6 +75,38 @@ def drop_features(x: np.ndarray, fraction: float | np.ndarray, rng: np.random.Ge
     return out
 
 
+_TIME_IDX = np.array([FEATURE_NAMES.index(f) for f in (*TIMES, *ACTIVE_IDLE)])
+_RATE_IDX = np.array([FEATURE_NAMES.index(f) for f in ("Flow Bytes/s", "Flow Packets/s", "Fwd Packets/s",
+                                                         "Bwd Packets/s")])
+# missing patterns of the extractors that cannot deliver every feature (training draws them per row)
+EXTRACTOR_MASKS: np.ndarray = np.stack([p.available_mask() for p in PROFILES.values() if not p.available_mask().all()])
+
+
+def augment(x: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """One epoch's view of the raw training features: random missing features, other extractors' missing
+    patterns, and stretched time scales (another network's round-trip times), so the model does not lean on
+    features one extractor lacks nor on the lab's absolute timings."""
+    n = len(x)
+    out = x.copy()
+    stretch = rng.random(n) < cfg.time_scale_fraction
+    if stretch.any():
+        low, high = np.log(cfg.time_scale_range[0]), np.log(cfg.time_scale_range[1])
+        factor = np.exp(rng.uniform(low, high, size=stretch.sum()))
+        out[np.ix_(stretch, _TIME_IDX)] *= factor[:, None]
+        out[np.ix_(stretch, _RATE_IDX)] /= factor[:, None]
+    frac = rng.uniform(0.0, cfg.max_missing, size=n)
+    clean = rng.random(n) < cfg.clean_fraction
+    frac[clean] = 0.0
+    out = drop_features(out, frac, rng)
+    foreign = ~clean & (rng.random(n) < cfg.extractor_fraction)
+    if foreign.any():
+        masks = EXTRACTOR_MASKS[rng.integers(0, len(EXTRACTOR_MASKS), size=foreign.sum())]
+        rows = out[foreign]
+        rows[~masks] = np.nan
+        out[foreign] = rows
+    return out
+
+
 def to_tensors(pre: Preprocessor, x: np.ndarray, codes: np.ndarray | int | None = None) -> tuple[torch.Tensor, ...]:
     tab, tmp, mask = pre.transform(x, codes)
     return torch.from_numpy(tab), torch.from_numpy(tmp), torch.from_numpy(mask)
@@ -76,12 +117,14 @@ def predict_numpy(model: MixtureOfExperts, pre: Preprocessor, x: np.ndarray,
                   strategy: str | None = None, batch: int = 4096) -> dict[str, np.ndarray]:
     """Probabilities, gating and family probabilities of raw features through the torch model."""
     model.eval()
-    outs: dict[str, list[np.ndarray]] = {"probabilities": [], "gating": [], "family": []}
+    outs: dict[str, list[np.ndarray]] = {"probabilities": [], "gating": [], "family": [], "trust": [], "ood": []}
     for start in range(0, len(x), batch):
-        probs, gating, family = model(*to_tensors(pre, x[start:start + batch], strategy))
+        probs, gating, family, trust, ood = model(*to_tensors(pre, x[start:start + batch], strategy))
         outs["probabilities"].append(probs.numpy())
         outs["gating"].append(gating.numpy())
         outs["family"].append(family.numpy())
+        outs["trust"].append(trust.numpy()[:, 0])
+        outs["ood"].append(ood.numpy()[:, 0])
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
@@ -124,6 +167,9 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
 
     corpus = load_corpus(data)
     split = split_indices(corpus, cfg.seed)
+    if cfg.exclude_extractions:
+        kept = ~np.isin(corpus.extraction, list(cfg.exclude_extractions))
+        split = {k: v[kept[v]] for k, v in split.items()}
     train_set, val_set = corpus.subset(split["train"]), corpus.subset(split["val"])
     stats = PreprocessingStats.fit(train_set.features)
     pre = Preprocessor(stats)
@@ -151,9 +197,7 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
     n = len(train_set.binary)
     for epoch in range(cfg.epochs):
         model.train()
-        frac = rng.uniform(0.0, cfg.max_missing, size=n)
-        frac[rng.random(n) < cfg.clean_fraction] = 0.0
-        x_aug = drop_features(train_set.features, frac, rng)
+        x_aug = augment(train_set.features, cfg, rng)
         codes = rng.integers(0, len(STRATEGIES), size=n)
         tab, tmp, mask = to_tensors(pre, x_aug, codes)
         perm = torch.from_numpy(rng.permutation(n))
@@ -187,6 +231,9 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
                 break
 
     model.load_state_dict(best_state)
+    trust_summary = calibrate_trust(model, pre, train_set, val_set, cfg, rng)
+    log(f"trust: out-of-distribution below trust {cfg.trust_alpha:g}; calibrated on "
+        f"{trust_summary['calibration_flows']} held-out validation flows")
     output_dir = Path(output_dir)
     artifacts.write_static_files(output_dir, stats)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(output_dir / artifacts.WEIGHTS))
@@ -207,6 +254,7 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
         },
         "train_config": cfg.__dict__,
         "best_epoch": best_epoch,
+        "trust": trust_summary,
         "validation": history[best_epoch - 1] if best_epoch else {},
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "input_schema": {"name": "FEATURES", "dtype": "FP32", "shape": [-1, N_FEATURES],
@@ -218,6 +266,33 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
     log(f"wrote {output_dir} (best epoch {best_epoch}, val {best_score:.4f}) "
         f"in {meta['training_seconds']} s")
     return meta
+
+
+@torch.no_grad()
+def embeddings(model: MixtureOfExperts, pre: Preprocessor, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+    model.eval()
+    return np.concatenate([model.embedding(*to_tensors(pre, x[s:s + batch])).numpy()
+                           for s in range(0, len(x), batch)])
+
+
+def calibrate_trust(model: MixtureOfExperts, pre: Preprocessor, train_set: Corpus, val_set: Corpus,
+                    cfg: TrainConfig, rng: np.random.Generator) -> dict:
+    """Write the trust score's buffers: Gaussians on training embeddings (every flow once as it is and once
+    with an epoch's augmentation, so the missing patterns training drew are familiar), distance quantiles of
+    the validation flows, which training never fitted on."""
+    x = np.concatenate([train_set.features, augment(train_set.features, cfg, rng)])
+    classes = np.tile(trust_mod.class_index(train_set.binary, train_set.family), 2)
+    head = model.trust
+    whitening, centers = trust_mod.fit_gaussians(embeddings(model, pre, x), classes, head.centers.shape[0])
+    val_d = trust_mod.min_distance(embeddings(model, pre, val_set.features), whitening, centers)
+    knots = trust_mod.quantile_knots(val_d, head.knots.shape[0] - 1)
+    head.whitening.copy_(torch.from_numpy(whitening.astype(np.float32)))
+    head.centers.copy_(torch.from_numpy(centers.astype(np.float32)))
+    head.knots.copy_(torch.from_numpy(knots.astype(np.float32)))
+    head.alpha.fill_(cfg.trust_alpha)
+    return {"method": "min class-conditional Mahalanobis distance on both experts' embeddings, p-value against "
+                      "held-out validation flows", "alpha": cfg.trust_alpha,
+            "calibration_flows": int(len(val_d)), "fit_flows": int(len(x))}
 
 
 def _dependency_versions() -> dict[str, str]:

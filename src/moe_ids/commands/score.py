@@ -16,13 +16,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from moe_ids.extractors import AUTO, COLUMN_EXTRACTORS
+
 FEATURE_NA = ["Infinity", "-Infinity", "inf", "-inf"]
 CARRIED = {"label"}  # besides moe_ids.schema.IDENTIFIER_COLUMNS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score a flow CSV on a running server, one output row per input row")
-    p.add_argument("input", type=Path, help="CIC-IDS2017 CSV (original or corrected release; .gz fine)")
+    p.add_argument("input", type=Path, help="flow CSV of any supported extractor (.gz fine)")
+    p.add_argument("--extractor", default=AUTO, choices=(AUTO, *COLUMN_EXTRACTORS),
+                   help="what wrote the CSV, so its values are converted into the model's semantics (default: "
+                        "detected from the column names; see `moe-ids extractors`)")
     p.add_argument("--output", "-o", type=Path, required=True, help="CSV to write")
     p.add_argument("--url", default=None, help="server host:port (default: 127.0.0.1 and the protocol's port)")
     p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
@@ -75,24 +80,28 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
     from tqdm import tqdm
 
+    from moe_ids import extractors
     from moe_ids.data import frame_to_features
     from moe_ids.labels import clean_label
     from moe_ids.schema import IDENTIFIER_COLUMNS, normalize_name
 
     header = [str(c).strip() for c in pd.read_csv(args.input, nrows=0).columns]
+    profile = extractors.resolve(getattr(args, "extractor", None), header)
     carried = [c for c in header if normalize_name(c) in IDENTIFIER_COLUMNS | CARRIED]
     label_col = next((c for c in carried if normalize_name(c) == "label"), None)
     partial = args.output.with_name(args.output.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     counts: dict[str, Any] = {"flows": 0, "attacks": 0, "families": Counter(), "retries": 0,
-                              "output": str(args.output), "labelled": 0, "agree": 0}
+                              "output": str(args.output), "labelled": 0, "agree": 0, "extractor": profile.name,
+                              "out_of_distribution": 0}
     started = time.perf_counter()
-    reader = pd.read_csv(args.input, chunksize=args.chunk_rows, low_memory=False, na_values=FEATURE_NA)
+    reader = pd.read_csv(args.input, chunksize=args.chunk_rows, low_memory=False, na_values=FEATURE_NA,
+                         encoding_errors="replace")
     with open(partial, "w", newline="") as out, tqdm(unit="flow", unit_scale=True, disable=args.quiet,
                                                       desc=args.input.name, file=sys.stderr) as bar:
         for i, chunk in enumerate(reader):
             chunk.columns = [str(c).strip() for c in chunk.columns]
-            features, _ = frame_to_features(chunk)
+            features, _ = frame_to_features(chunk, profile.name)
             result = score_chunk(client, features, args, counts)
             ids = chunk[carried].reset_index(drop=True)
             rows = pd.concat([ids, result.reset_index(drop=True)], axis=1)
@@ -101,6 +110,8 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
             counts["flows"] += len(rows)
             attacks = result["prediction"] == "Attack"
             counts["attacks"] += int(attacks.sum())
+            if "out_of_distribution" in result:
+                counts["out_of_distribution"] += int(result["out_of_distribution"].sum())
             if label_col is not None:
                 truth = chunk[label_col].reset_index(drop=True).map(clean_label) != "BENIGN"
                 counts["labelled"] += len(truth)
@@ -141,7 +152,10 @@ def format_summary(counts: dict[str, Any]) -> str:
     share = attacks / flows if flows else 0.0
     lines = [f"scored {flows} flows in {seconds:.1f} s ({flows / seconds if seconds > 0 else 0:,.0f} flows/s) "
              f"-> {counts['output']}",
-             f"attacks: {attacks} ({share:.1%})"]
+             f"extractor: {counts.get('extractor', 'cicflowmeter')}; attacks: {attacks} ({share:.1%})"]
+    if counts.get("out_of_distribution"):
+        ood = counts["out_of_distribution"]
+        lines.append(f"out-of-distribution: {ood} ({ood / flows if flows else 0:.1%}) flows unlike the training data")
     if counts["families"]:
         top = ", ".join(f"{name} {n}" for name, n in counts["families"].most_common(3))
         lines.append(f"top families: {top}")

@@ -37,7 +37,7 @@ def create_app(model_dir: Path):
         except (PreprocessingError, TypeError, ValueError) as exc:
             return jsonify({"error": str(exc)}), 400
         with torch.inference_mode():
-            probs, gating, family = model(torch.from_numpy(tab), torch.from_numpy(tmp), torch.from_numpy(mask))
+            probs, gating, family, _, _ = model(torch.from_numpy(tab), torch.from_numpy(tmp), torch.from_numpy(mask))
         return jsonify({"probabilities": probs.tolist(), "gating": gating.tolist(), "family": family.tolist()})
 
     @app.get("/health")

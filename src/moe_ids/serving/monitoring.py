@@ -56,6 +56,7 @@ OUT_OF_RANGE = "moe_ids_out_of_range_values_total"
 FEATURE_PSI = "moe_ids_feature_psi"
 DRIFT_WINDOW = "moe_ids_drift_window_flows"
 PREDICTIONS = "moe_ids_predictions_total"
+OUT_OF_DISTRIBUTION_FLOWS = "moe_ids_out_of_distribution_total"
 GATING_WEIGHT = "moe_ids_temporal_gating_weight"  # emulated histogram: _bucket, _sum, _count
 
 
@@ -323,6 +324,10 @@ class Monitor:
         predictions = self._family(PREDICTIONS, "Scored flows per predicted class", "COUNTER")
         self._m_pred = [predictions.Metric(labels={"predicted_class": label}) for label in labels]
         self._pred = np.zeros(len(labels), dtype=np.int64)
+        ood = self._family(OUT_OF_DISTRIBUTION_FLOWS, "Scored flows the trust score flagged out-of-distribution "
+                           "(unlike the training data), per predicted class", "COUNTER")
+        self._m_ood = [ood.Metric(labels={"predicted_class": label}) for label in labels]
+        self._ood = np.zeros(len(labels), dtype=np.int64)
         self._bounds = np.asarray(GATING_BUCKETS + (np.inf,), dtype=np.float32)
         bucket = self._family(f"{GATING_WEIGHT}_bucket", "Weight the gate gives the temporal expert: cumulative "
                               "count of flows with weight <= le (a histogram built from counters)", "COUNTER")
@@ -390,8 +395,9 @@ class Monitor:
                 self._drift_rows.append(sample)
 
     def observe_outputs(self, probabilities: np.ndarray, gating: np.ndarray,
-                        inputs: np.ndarray | None = None) -> None:
-        """Record one execution's [n, 2] class probabilities and [n, 2] expert gating weights.
+                        inputs: np.ndarray | None = None, out_of_distribution: np.ndarray | None = None) -> None:
+        """Record one execution's [n, 2] class probabilities, [n, 2] expert gating weights and [n, 1]
+        out-of-distribution flags.
 
         ``inputs`` (any [n, ...] model input) lets the monitor recognise the zero warm-up samples.
         """
@@ -399,16 +405,21 @@ class Monitor:
             return
         p = np.asarray(probabilities)
         g = np.asarray(gating)[:, 1].astype(np.float32)  # compared with float32 bounds: 0.05 <= le="0.05"
+        ood = (np.zeros(p.shape[0], dtype=bool) if out_of_distribution is None
+               else np.asarray(out_of_distribution, dtype=bool).reshape(-1))
         if inputs is not None:
             with self._lock:
                 skip = self._skip_warmup(np.asarray(inputs))
-            p, g = p[skip:], g[skip:]
+            p, g, ood = p[skip:], g[skip:], ood[skip:]
         if p.shape[0] == 0:
             return
-        predicted = np.bincount(np.argmax(p, axis=1), minlength=p.shape[1])
+        classes = np.argmax(p, axis=1)
+        predicted = np.bincount(classes, minlength=p.shape[1])
+        flagged = np.bincount(classes[ood], minlength=p.shape[1])
         buckets = np.bincount(np.searchsorted(self._bounds, g, side="left"), minlength=len(self._bounds))
         with self._lock:
             self._pred += predicted[:len(self._pred)]
+            self._ood += flagged[:len(self._ood)]
             self._gbuckets += buckets[:len(self._bounds)]
             self._gsum += float(g.sum(dtype=np.float64))
             self._gcount += g.shape[0]
@@ -429,6 +440,7 @@ class Monitor:
                     d["drift_rows"], self._drift_rows = self._drift_rows, []
             if self.outputs:
                 d["pred"], self._pred = self._pred, np.zeros_like(self._pred)
+                d["ood"], self._ood = self._ood, np.zeros_like(self._ood)
                 d["gbuckets"], self._gbuckets = self._gbuckets, np.zeros_like(self._gbuckets)
                 d["gsum"], self._gsum = self._gsum, 0.0
                 d["gcount"], self._gcount = self._gcount, 0
@@ -453,6 +465,8 @@ class Monitor:
             if self.outputs:
                 for c in np.flatnonzero(d["pred"]):
                     self._m_pred[c].increment(float(d["pred"][c]))
+                for c in np.flatnonzero(d["ood"]):
+                    self._m_ood[c].increment(float(d["ood"][c]))
                 if d["gcount"]:
                     cumulative = np.cumsum(d["gbuckets"])
                     for b in np.flatnonzero(cumulative):

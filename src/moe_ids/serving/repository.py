@@ -132,7 +132,7 @@ def _add_io(collection, name: str, dtype: str, dims: Sequence[int], optional: bo
 
 
 def _dtype(name: str) -> str:
-    return "TYPE_INT64" if name == contract.PREDICTED_CLASS else "TYPE_FP32"
+    return contract.OUTPUT_DTYPES[name]
 
 
 def _dynamic_batching(config, opts: RepositoryOptions, admission: bool) -> None:

@@ -21,6 +21,7 @@ from moe_ids.contract import (
     MISSING_MASK,
     ONNX_INPUTS,
     ONNX_OUTPUTS,
+    OUT_OF_DISTRIBUTION,
     PROBABILITIES,
     QUEUE_TIMEOUT_TEXT,
     TABULAR,
@@ -129,7 +130,8 @@ class TritonPythonModel:
                 responses[i] = pb.InferenceResponse(error=pb.TritonError(f"{TABULAR}/{TEMPORAL}/{MISSING_MASK}: "
                                                                          f"ONNX Runtime failed: {exc}"))
             return responses
-        self.monitor.observe_outputs(outputs[PROBABILITIES], outputs[GATING], tabular)
+        self.monitor.observe_outputs(outputs[PROBABILITIES], outputs[GATING], tabular,
+                                     outputs[OUT_OF_DISTRIBUTION])
         offsets = row_offsets([r[0].shape[0] for r in rows])
         per_output = {name: split(outputs[name], offsets) for name in ONNX_OUTPUTS}
         for k, i in enumerate(good):
