@@ -79,7 +79,8 @@ def _export_and_check(model_dir: Path, report: dict, int8: bool, tensorrt: str, 
     report["fp32_check"] = verify.verify_fp32(model_dir, fp32_path, held, reference=reference)
     report["fp32_check"]["macro_f1"] = binary_report(held.binary, fp32_out[PREDICTED_CLASS].reshape(-1))["macro_f1"]
     log(f"fp32 vs PyTorch on {len(held)} held-out flows: max abs diff "
-        f"{report['fp32_check']['max_abs_diff_overall']:.2e} (tolerance {verify.FP32_TOLERANCE:g}); "
+        f"{report['fp32_check']['max_abs_diff_overall']:.2e} (tolerance {verify.FP32_TOLERANCE:g}), trust "
+        f"{report['fp32_check']['max_abs_diff_trust']:.2e} (tolerance {verify.TRUST_TOLERANCE:g}); "
         f"macro-F1 {report['fp32_check']['macro_f1']:.4f}")
 
     int8_path = model_dir / artifacts.ONNX_INT8

@@ -1,4 +1,4 @@
-"""INT8 variant of the classifier: dynamic quantisation of every fully connected layer.
+"""INT8 variant of the classifier: dynamic quantisation of every fully connected layer (the trust score stays fp32).
 
 The exporter writes ``nn.Linear`` as ``Gemm``. Older ``onnxruntime.quantization.quantize_dynamic`` releases
 quantise only MatMul and silently leave Gemm in fp32 — the "INT8" file is then the fp32 model under another
@@ -118,13 +118,16 @@ def op_counts(path_or_model) -> Counter:
     return Counter(n.op_type for n in model.graph.node)
 
 
-def verify_integer_ops(path: Path) -> dict[str, int]:
-    """The integer ops in the graph at ``path``; QuantizationError when there are none or fp32 Gemm/MatMul remain."""
+def verify_integer_ops(path: Path, fp32_matmuls: int = 0) -> dict[str, int]:
+    """The integer ops in the graph at ``path``; QuantizationError when there are none or fp32 Gemm/MatMul remain
+    beyond the ``fp32_matmuls`` kept on purpose."""
     counts = op_counts(path)
     integer = {op: n for op, n in counts.items() if op in INTEGER_OPS}
     if not integer:
         raise QuantizationError(f"{path}: no integer ops after quantisation (ops: {dict(counts)})")
     leftover = {op: counts[op] for op in ("Gemm", "MatMul") if counts.get(op)}
+    if leftover.get("MatMul", 0) <= fp32_matmuls:
+        leftover.pop("MatMul", None)
     if leftover:
         raise QuantizationError(f"{path}: fp32 layers left unquantised: {leftover}")
     return integer
@@ -136,7 +139,13 @@ def quantize_int8(fp32_path: Path, output: Path, weight_type: str = WEIGHT_TYPE)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32_path, output = Path(fp32_path), Path(output)
-    rewritten = gemm_to_matmul(onnx.load(str(fp32_path)))
+    original = onnx.load(str(fp32_path))
+    # MatMuls that were not Linear layers (the trust score's whitening) stay fp32: its distance quantiles were
+    # calibrated in fp32, and quantising the distance would move every flow's trust
+    keep_fp32 = [n.name for n in original.graph.node if n.op_type == "MatMul"]
+    if any(not name for name in keep_fp32):
+        raise QuantizationError(f"{fp32_path}: a MatMul node has no name, so it cannot be kept in fp32")
+    rewritten = gemm_to_matmul(original)
     # work files beside the output (same filesystem: the final rename is atomic), removed whatever happens
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as work:
         staging, tmp = Path(work) / "matmul.onnx", Path(work) / "int8.onnx"
@@ -146,7 +155,7 @@ def quantize_int8(fp32_path: Path, output: Path, weight_type: str = WEIGHT_TYPE)
         root.setLevel(logging.ERROR)  # quantize_dynamic logs advice about static-quantisation pre-processing
         try:
             quantize_dynamic(str(staging), str(tmp), weight_type=getattr(QuantType, weight_type),
-                             per_channel=False, op_types_to_quantize=["MatMul"])
+                             per_channel=False, op_types_to_quantize=["MatMul"], nodes_to_exclude=keep_fp32)
         finally:
             root.setLevel(level)
         quantized = onnx.load(str(tmp))
@@ -157,6 +166,6 @@ def quantize_int8(fp32_path: Path, output: Path, weight_type: str = WEIGHT_TYPE)
                                      value=f"dynamic int8 (weights {weight_type}, activations uint8)")
         onnx.checker.check_model(quantized)
         onnx.save(quantized, str(tmp))
-        integer = verify_integer_ops(tmp)
+        integer = verify_integer_ops(tmp, fp32_matmuls=len(keep_fp32))
         tmp.replace(output)
     return integer

@@ -27,8 +27,17 @@ def real_rows() -> pd.DataFrame:
 def test_every_naming_encodes_to_the_same_tensor(real_rows: pd.DataFrame, naming: str) -> None:
     renamed = real_rows.rename(columns={f.name: getattr(f, naming) for f in FEATURES})
     shuffled = renamed[list(renamed.columns[::-1])]  # column order must not matter
-    x = encode_frame(shuffled, FEATURE_NAMES)
+    x = encode_frame(shuffled, FEATURE_NAMES, extractor="cicflowmeter")
     np.testing.assert_array_equal(x, real_rows.to_numpy(np.float32))
+
+
+def test_a_naming_that_only_one_extractor_writes_selects_its_profile(real_rows: pd.DataFrame) -> None:
+    """snake_case is the cicflowmeter Python package's spelling: its frame lengths are sent as missing."""
+    snake = real_rows.rename(columns={f.name: f.snake for f in FEATURES})
+    x = encode_frame(snake, FEATURE_NAMES)
+    column = FEATURE_NAMES.index("Total Length of Fwd Packets")
+    assert np.isnan(x[:, column]).all()
+    assert not np.isnan(real_rows["Total Length of Fwd Packets"]).any()
 
 
 def test_absent_and_non_finite_values_are_missing() -> None:

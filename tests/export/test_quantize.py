@@ -61,10 +61,13 @@ def test_gemm_rewrite_handles_every_attribute(tmp_path, trans_a, trans_b, alpha,
 
 def test_int8_graph_holds_integer_ops(exported):
     counts = quantize.op_counts(exported.int8)
-    assert counts["MatMulInteger"] == quantize.op_counts(exported.fp32)["Gemm"]
+    fp32 = quantize.op_counts(exported.fp32)
+    assert counts["MatMulInteger"] == fp32["Gemm"]  # every Linear layer
     assert counts["DynamicQuantizeLinear"] > 0
-    assert counts["Gemm"] == 0 and counts["MatMul"] == 0
-    assert exported.integer_ops == quantize.verify_integer_ops(exported.int8)
+    assert counts["Gemm"] == 0 and counts["MatMul"] == fp32["MatMul"] == 1  # the trust score's whitening: fp32
+    assert exported.integer_ops == quantize.verify_integer_ops(exported.int8, fp32_matmuls=1)
+    with pytest.raises(quantize.QuantizationError, match="left unquantised"):
+        quantize.verify_integer_ops(exported.int8)
     props = {p.key for p in onnx.load(str(exported.int8)).metadata_props}
     assert {"model_version", "feature_names", "quantization"} <= props
 
