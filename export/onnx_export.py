@@ -166,6 +166,13 @@ def check_contract(path: Path) -> None:
     if names_in != contract.ONNX_INPUTS or names_out != contract.ONNX_OUTPUTS:
         raise ValueError(f"{path}: tensors {names_in} -> {names_out} differ from the contract "
                          f"{contract.ONNX_INPUTS} -> {contract.ONNX_OUTPUTS}")
+    elem_types = {"TYPE_FP32": onnx.TensorProto.FLOAT, "TYPE_INT64": onnx.TensorProto.INT64,
+                  "TYPE_BOOL": onnx.TensorProto.BOOL}
+    for value in graph.output:
+        expected = elem_types[contract.OUTPUT_DTYPES[value.name]]
+        if value.type.tensor_type.elem_type != expected:
+            raise ValueError(f"{path}: output {value.name} has ONNX element type {value.type.tensor_type.elem_type}, "
+                             f"expected {onnx.TensorProto.DataType.Name(expected)}")
     widths = {**contract.INPUT_WIDTHS, **contract.OUTPUT_WIDTHS}
     for value in (*graph.input, *graph.output):
         dims = value.type.tensor_type.shape.dim

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 ORIGINAL_CSV = "data/cicids2017-original/orig_Wednesday_head200.csv.gz"
 CORRECTED_CSV = "data/cicids2017-improved/flows.csv.gz"
+PYTHON_SCAN = "data/cicflowmeter-python/nmap_loopback_syn_scan.csv.gz"
 PROTOCOLS = ("grpc", "http")
 
 
@@ -101,8 +102,22 @@ def test_every_naming_gives_the_same_verdicts(client: MoEClient, original_raw: p
     else:
         frame = canonical.rename(columns={f.name: getattr(f, "corrected" if naming == "corrected" else "snake")
                                           for f in FEATURES})
-    result = client.predict_batch(frame, batch_size=50)
+    # snake_case is also the cicflowmeter Python package's spelling, whose profile applies unless named
+    extractor = None if naming == "original" else "cicflowmeter"  # the original file's header is detected
+    result = client.predict_batch(frame, batch_size=50, extractor=extractor)
     pd.testing.assert_frame_equal(result, expected)
+
+
+def test_named_extractor_profile_converts_before_scoring(client: MoEClient) -> None:
+    """The python package's real nmap flows: scored through their profile they are attacks; the same columns
+    taken at their names (frame bytes as payload bytes) are not."""
+    raw = pd.read_csv(PYTHON_SCAN, nrows=200)
+    converted = client.predict_batch(raw)
+    assert (converted["prediction"] == "Attack").mean() >= 0.9
+    by_name = client.predict_batch(raw, extractor="cicflowmeter")
+    assert (by_name["prediction"] == "Attack").mean() < 0.5
+    assert {"trust", "out_of_distribution"} <= set(converted.columns)
+    assert converted["trust"].between(0.0, 1.0).all() and converted["out_of_distribution"].dtype == bool
 
 
 def test_row_order_and_index_are_kept(client: MoEClient, mixed_flows: pd.DataFrame) -> None:

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 FRIDAY_CSV = "data/cicids2017-original/orig_Friday-DDos_head9998.csv.gz"
 WEDNESDAY_CSV = "data/cicids2017-original/orig_Wednesday_head200.csv.gz"
 CORRECTED_CSV = "data/cicids2017-improved/flows.csv.gz"
+PYTHON_SCAN = "data/cicflowmeter-python/nmap_loopback_syn_scan.csv.gz"
 
 
 def test_score_original_csv_row_for_row(triton_server, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -41,6 +42,24 @@ def test_score_original_csv_row_for_row(triton_server, tmp_path: Path, capsys: p
     assert not out.with_name(out.name + ".partial").exists()
     summary = capsys.readouterr().err
     assert "scored 9998 flows" in summary and "flows/s" in summary and "agreement with the file's labels" in summary
+
+
+def test_score_converts_another_extractor_and_writes_the_trust_columns(triton_server, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """Real nmap SYN-scan flows written by the cicflowmeter Python package: detected through its profile."""
+    out = tmp_path / "scan.csv"
+    assert main(["score", PYTHON_SCAN, "-o", str(out), "--url", triton_server.grpc_url, "-q"]) == 0
+    scored = pd.read_csv(out)
+    assert len(scored) == 1001
+    assert {"src_ip", "dst_port", "timestamp", "trust", "out_of_distribution"} <= set(scored.columns)
+    assert scored["trust"].between(0.0, 1.0).all() and scored["out_of_distribution"].isin([True, False]).all()
+    assert (scored["prediction"] == "Attack").mean() >= 0.9
+    summary = capsys.readouterr().err
+    assert "extractor: cicflowmeter-python" in summary
+    as_named = tmp_path / "as-named.csv"
+    assert main(["score", PYTHON_SCAN, "-o", str(as_named), "--url", triton_server.grpc_url, "-q",
+                 "--extractor", "cicflowmeter"]) == 0
+    assert (pd.read_csv(as_named)["prediction"] == "Attack").mean() < 0.5  # frame bytes read as payload bytes
 
 
 def test_score_over_http_at_realtime_priority(triton_server, tmp_path: Path) -> None:

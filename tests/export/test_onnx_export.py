@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from moe_ids import artifacts, contract
-from moe_ids.export import onnx_export
+from moe_ids.export import onnx_export, verify
 from moe_ids.onnx_runtime import make_session, run_onnx
 from moe_ids.schema import FEATURE_NAMES
 
@@ -22,7 +22,9 @@ def test_graph_follows_the_contract(exported):
     assert onnx_export.graph_opset(exported.fp32) == onnx_export.OPSET
     types = {v.name: v.type.tensor_type.elem_type for v in model.graph.output}
     assert types[contract.PREDICTED_CLASS] == onnx.TensorProto.INT64
-    assert all(types[n] == onnx.TensorProto.FLOAT for n in contract.ONNX_OUTPUTS if n != contract.PREDICTED_CLASS)
+    assert types[contract.OUT_OF_DISTRIBUTION] == onnx.TensorProto.BOOL
+    assert all(types[n] == onnx.TensorProto.FLOAT for n in contract.ONNX_OUTPUTS
+               if contract.OUTPUT_DTYPES[n] == "TYPE_FP32")
 
 
 def test_metadata_names_version_and_features(exported):
@@ -51,7 +53,8 @@ def test_dynamic_batch_matches_pytorch(exported, batch):
                        strict=True))
     for name in contract.ONNX_OUTPUTS:
         assert out[name].shape == (batch, contract.OUTPUT_WIDTHS[name]), name
-        assert np.max(np.abs(out[name].astype(np.float64) - ref[name])) <= 1e-5, name
+        limit = verify.TRUST_TOLERANCE if name == contract.TRUST else 1e-5
+        assert np.max(np.abs(out[name].astype(np.float64) - ref[name])) <= limit, name
     probs = out[contract.PROBABILITIES]
     assert out[contract.PREDICTED_CLASS].dtype == np.int64
     np.testing.assert_array_equal(out[contract.PREDICTED_CLASS][:, 0], probs.argmax(1))
@@ -69,7 +72,8 @@ def test_torchscript_fallback_exports_the_same_model(exported, tmp_path):
     assert props["exporter"].endswith("torchscript")
     a = run_onnx(make_session(path), *exported.held.inputs)
     for name in contract.ONNX_OUTPUTS:
-        assert np.max(np.abs(a[name].astype(np.float64) - exported.reference[name])) <= 1e-5, name
+        limit = verify.TRUST_TOLERANCE if name == contract.TRUST else 1e-5
+        assert np.max(np.abs(a[name].astype(np.float64) - exported.reference[name])) <= limit, name
 
 
 def test_contract_check_rejects_a_renamed_output(exported, tmp_path):

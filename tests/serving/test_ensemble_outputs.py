@@ -15,6 +15,7 @@ from serving_requests import features_input, infer
 
 from moe_ids import contract
 from moe_ids.preprocessing import STRATEGIES
+from moe_ids.trust import DEFAULT_ALPHA
 
 pytestmark = pytest.mark.integration
 ATOL = 1e-5
@@ -40,6 +41,11 @@ def assert_matches(served: dict[str, np.ndarray], ref: dict[str, np.ndarray]) ->
     decided = np.abs(probs[:, 0] - probs[:, 1]) > 1e-4  # exact ties may break either way
     np.testing.assert_array_equal(served[contract.PREDICTED_CLASS][decided, 0], probs[decided].argmax(1))
     np.testing.assert_allclose(served[contract.CONFIDENCE][:, 0], probs.max(1), rtol=0, atol=ATOL)
+    # the trust score's interpolation magnifies rounding of the distance (see moe_ids.export.verify)
+    np.testing.assert_allclose(served[contract.TRUST][:, 0], ref["trust"], rtol=0, atol=1e-3)
+    assert served[contract.OUT_OF_DISTRIBUTION].dtype == np.bool_
+    clear = np.abs(ref["trust"] - DEFAULT_ALPHA) > 1e-3
+    np.testing.assert_array_equal(served[contract.OUT_OF_DISTRIBUTION][clear, 0], ref["ood"][clear])
 
 
 def test_default_strategy_matches_pytorch(client, reference_model, held_out_flows) -> None:

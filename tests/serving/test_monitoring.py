@@ -141,6 +141,22 @@ def test_outputs_histogram_and_predictions() -> None:
     assert value(f"{mon.GATING_WEIGHT}_sum") == pytest.approx(float(temporal.sum() + temporal[0]), rel=1e-6)
 
 
+def test_out_of_distribution_flows_are_counted_per_predicted_class() -> None:
+    m = mon.Monitor(FakeApi, outputs=True, flush_interval_s=0, warmup_flows=1)
+    probs = np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]], np.float32)
+    gating = np.full((5, 2), 0.5, np.float32)
+    ood = np.array([[True], [True], [True], [False], [False]])
+    inputs = np.ones((5, 3), np.float32)
+    inputs[0] = 0.0  # the warm-up sample: not counted, whatever its flag
+    m.observe_outputs(probs, gating, inputs, ood)
+    m.observe_outputs(probs[1:2], gating[1:2], None, ood[1:2])
+    m.observe_outputs(probs[2:3], gating[2:3])  # a model without a trust score: nothing flagged
+    m.flush()
+    assert value(mon.OUT_OF_DISTRIBUTION_FLOWS, predicted_class="Normal") == 2
+    assert value(mon.OUT_OF_DISTRIBUTION_FLOWS, predicted_class="Attack") == 1
+    assert value(mon.PREDICTIONS, predicted_class="Attack") == 3
+
+
 def test_outputs_skip_warmup_by_inputs() -> None:
     m = mon.Monitor(FakeApi, outputs=True, flush_interval_s=0, warmup_flows=2)
     probs = np.array([[0.1, 0.9]] * 3, np.float32)

@@ -49,7 +49,8 @@ def example_request(path: Path) -> Path:
     body = {"inputs": [{"name": contract.INPUT_FEATURES, "shape": [1, len(row)], "datatype": "FP32",
                         "data": [float(v) for v in row]}],
             "outputs": [{"name": contract.PROBABILITIES, "parameters": {"classification": 2}},
-                        {"name": contract.PREDICTED_CLASS}, {"name": contract.CONFIDENCE}]}
+                        {"name": contract.PREDICTED_CLASS}, {"name": contract.CONFIDENCE},
+                        {"name": contract.TRUST}, {"name": contract.OUT_OF_DISTRIBUTION}]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(body))
     return path

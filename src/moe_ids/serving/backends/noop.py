@@ -14,7 +14,7 @@ import numpy as np
 
 from moe_ids.serving.backends.batching import inputs_by_name
 
-DTYPES = {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64}
+DTYPES = {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64, "TYPE_BOOL": np.bool_}
 
 
 class TritonPythonModel:
