@@ -12,6 +12,7 @@ Numpy only: this module runs inside Triton's Python backend and in the client wi
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,7 +54,10 @@ class PreprocessingStats:
         logged = signed_log1p(x)
 
         def col(fn, arr: np.ndarray) -> list[float]:
-            out = fn(arr, axis=0)
+            # a column no training flow observed (a feature no source's extractor delivers) gets neutral 0s
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out = fn(arr, axis=0)
             return [float(v) if np.isfinite(v) else 0.0 for v in out]
 
         scale = [max(s, 1e-6) for s in col(np.nanstd, logged)]

@@ -47,3 +47,45 @@ def test_drop_features_removes_exact_share():
     out = drop_features(x, 0.5, np.random.default_rng(0))
     assert (np.isnan(out).sum(axis=1) == 35).all()
     assert not np.isnan(x).any()
+
+
+def test_augment_draws_other_extractors_missing_patterns():
+    from moe_ids.training import EXTRACTOR_MASKS, augment
+
+    x = np.ones((400, 70))
+    cfg = TrainConfig(clean_fraction=0.0, max_missing=0.0, extractor_fraction=1.0, time_scale_fraction=0.0)
+    out = augment(x, cfg, np.random.default_rng(0))
+    observed = ~np.isnan(out)
+    patterns = {tuple(m) for m in EXTRACTOR_MASKS}
+    assert all(tuple(row) in patterns for row in observed)
+    assert len({tuple(row) for row in observed}) == len(patterns)  # every extractor's pattern was drawn
+
+
+def test_augment_stretches_times_and_shrinks_rates_together():
+    from moe_ids.schema import FEATURE_NAMES
+    from moe_ids.training import augment
+
+    x = load_table_rows()
+    cfg = TrainConfig(clean_fraction=1.0, extractor_fraction=0.0, time_scale_fraction=1.0)
+    out = augment(x, cfg, np.random.default_rng(1))
+    dur, rate = FEATURE_NAMES.index("Flow Duration"), FEATURE_NAMES.index("Flow Packets/s")
+    size = FEATURE_NAMES.index("Total Length of Fwd Packets")
+    ok = (x[:, dur] > 0) & (x[:, rate] > 0)
+    factor = out[ok, dur] / x[ok, dur]
+    assert factor.min() >= 0.5 - 1e-9 and factor.max() <= 2.0 + 1e-9 and factor.std() > 0.1
+    np.testing.assert_allclose(out[ok, rate] * out[ok, dur], x[ok, rate] * x[ok, dur], rtol=1e-9)
+    np.testing.assert_array_equal(out[:, size], x[:, size])  # sizes are not times
+
+
+def load_table_rows() -> np.ndarray:
+    from moe_ids.data import load_flows
+
+    return load_flows(SMALL[0], nrows=300).features.to_numpy(np.float64)
+
+
+def test_trust_calibration_is_recorded(two_runs):
+    meta = json.loads((two_runs[0] / artifacts.METADATA).read_text())
+    assert meta["trust"]["alpha"] == 0.01 and meta["trust"]["calibration_flows"] > 400
+    model = artifacts.load_model(two_runs[0])
+    knots = model.trust.knots.numpy()
+    assert np.all(np.diff(knots) > 0) and knots[0] >= 0  # distances of the validation flows, ascending
