@@ -109,12 +109,16 @@ class Baseline:
         self.family = HistGradientBoostingClassifier(random_state=seed, max_iter=200)
 
     def fit(self, corpus: Corpus) -> Baseline:
-        self.binary.fit(corpus.features, corpus.binary)
+        # features no training flow observed (a left-out extraction's only source of them) carry nothing
+        self.columns = np.flatnonzero(np.isfinite(corpus.features).any(axis=0))
+        x = corpus.features[:, self.columns]
+        self.binary.fit(x, corpus.binary)
         fam_rows = corpus.family >= 0
-        self.family.fit(corpus.features[fam_rows], corpus.family[fam_rows])
+        self.family.fit(x[fam_rows], corpus.family[fam_rows])
         return self
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = x[:, self.columns]
         return self.binary.predict_proba(x)[:, 1], self.family.predict(x)
 
 
