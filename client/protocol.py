@@ -36,9 +36,16 @@ def normalize_url(url: str | None, protocol: str) -> str:
     if not url:
         port = contract.DEFAULT_GRPC_PORT if protocol == "grpc" else contract.DEFAULT_HTTP_PORT
         return f"{contract.DEFAULT_HOST}:{port}"
-    for scheme in ("http://", "https://", "grpc://"):
-        if url.startswith(scheme):
-            url = url[len(scheme):]
+    lowered = url.strip().lower()
+    for scheme in ("https://", "grpcs://"):
+        if lowered.startswith(scheme):  # stripping it would connect in plain text: a silent TLS downgrade
+            raise InvalidInputError(
+                f"url={url!r}: TLS ({scheme[:-3]}) is not supported by this client; connect to Triton's plain "
+                "ports on a trusted network, or through a TLS-terminating proxy that you address in plain text",
+                field="url")
+    for scheme in ("http://", "grpc://"):
+        if lowered.startswith(scheme):
+            url = url.strip()[len(scheme):]
     return url.rstrip("/")
 
 

@@ -134,3 +134,19 @@ def test_backoff_grows_exponentially_up_to_the_cap() -> None:
     rng = random.Random(0)
     ceilings = [max(policy.delay(a, rng) for _ in range(200)) for a in range(8)]
     assert ceilings[0] <= 0.1 and 0.3 < ceilings[3] <= 0.8 and ceilings[7] <= 2.0
+
+
+@pytest.mark.parametrize("url", ["https://triton.example:8000", "HTTPS://triton.example", "grpcs://triton:8001"])
+def test_tls_urls_are_refused_rather_than_downgraded(url: str) -> None:
+    from moe_ids.client import MoEClient
+
+    with pytest.raises(InvalidInputError, match="TLS") as info:
+        MoEClient(url, protocol="http")
+    assert info.value.field == "url"
+
+
+def test_plain_schemes_are_stripped() -> None:
+    from moe_ids.client.protocol import normalize_url
+
+    assert normalize_url("http://127.0.0.1:8000/", "http") == "127.0.0.1:8000"
+    assert normalize_url("grpc://127.0.0.1:8001", "grpc") == "127.0.0.1:8001"

@@ -331,7 +331,8 @@ def build_repository(model_dir: Path, output: Path, opts: RepositoryOptions | No
     needed = [model_dir / binary, model_dir / artifacts.PREPROCESSING]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
-        hint = "`moe-ids export --trt`" if opts.target == "gpu-trt" else "`moe-ids train` and `moe-ids export`"
+        hint = ("`moe-ids export --tensorrt require` on a host with TensorRT and a CUDA GPU" if opts.target == "gpu-trt"
+                else "`moe-ids train` and `moe-ids export`")
         raise FileNotFoundError(f"model artifacts missing: {', '.join(missing)} (run {hint})")
     for model in (contract.ENSEMBLE_MODEL, contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL):
         shutil.rmtree(output / model, ignore_errors=True)
