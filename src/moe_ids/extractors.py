@@ -249,6 +249,7 @@ PROFILES: dict[str, ExtractorProfile] = {p.name: p for p in (
 )}
 EXTRACTOR_NAMES: tuple[str, ...] = tuple(PROFILES)
 COLUMN_EXTRACTORS: tuple[str, ...] = tuple(name for name, p in PROFILES.items() if not p.record_based)
+RECORD_EXTRACTORS: tuple[str, ...] = tuple(name for name, p in PROFILES.items() if p.record_based)
 AUTO = "auto"
 DEFAULT_PROFILE = "cicflowmeter"
 

@@ -62,6 +62,29 @@ def test_score_converts_another_extractor_and_writes_the_trust_columns(triton_se
     assert (pd.read_csv(as_named)["prediction"] == "Attack").mean() < 0.5  # frame bytes read as payload bytes
 
 
+def test_score_sensor_logs_keeps_their_identifiers(triton_server, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    from test_sensor_logs import ZEEK_TSV, eve_lines
+
+    conn, eve = tmp_path / "conn.log", tmp_path / "eve.json"
+    conn.write_text(ZEEK_TSV)
+    eve.write_text("\n".join(eve_lines()) + "\n")
+    assert main(["score", str(conn), "-o", str(tmp_path / "conn.csv"), "--url", triton_server.grpc_url, "-q"]) == 0
+    zeek = pd.read_csv(tmp_path / "conn.csv")
+    assert list(zeek["uid"]) == ["CAbc1", "CAbc2"] and list(zeek.columns[:2]) == ["ts", "uid"]
+    assert {"prediction", "trust", "out_of_distribution"} <= set(zeek.columns)
+    assert "extractor: zeek" in capsys.readouterr().err
+    assert main(["score", str(eve), "-o", str(tmp_path / "eve.csv"), "--url", triton_server.grpc_url, "-q"]) == 0
+    suricata = pd.read_csv(tmp_path / "eve.csv")
+    assert list(suricata["flow_id"]) == [1234, 1235]  # the alert between them is not a flow
+    summary = capsys.readouterr().err
+    assert "extractor: suricata" in summary and "skipped 1 events that are not flows" in summary
+    eve.write_text(eve.read_text() + "not json\n")
+    assert main(["score", str(eve), "-o", str(tmp_path / "bad.csv"), "--url", triton_server.grpc_url, "-q"]) == 1
+    assert "line 4: not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "bad.csv").exists()
+
+
 def test_score_over_http_at_realtime_priority(triton_server, tmp_path: Path) -> None:
     out = tmp_path / "wednesday.csv"
     rc = main(["score", WEDNESDAY_CSV, "-o", str(out), "--url", triton_server.http_url, "--protocol", "http",

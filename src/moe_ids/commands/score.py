@@ -13,10 +13,12 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from moe_ids.extractors import AUTO, COLUMN_EXTRACTORS
+from moe_ids.extractors import AUTO, COLUMN_EXTRACTORS, DEFAULT_PROFILE
+from moe_ids.extractors import RECORD_EXTRACTORS as SENSOR_KINDS
 
 FEATURE_NA = ["Infinity", "-Infinity", "inf", "-inf"]
 CARRIED = {"label"}  # besides moe_ids.schema.IDENTIFIER_COLUMNS
@@ -24,10 +26,11 @@ CARRIED = {"label"}  # besides moe_ids.schema.IDENTIFIER_COLUMNS
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score a flow CSV on a running server, one output row per input row")
-    p.add_argument("input", type=Path, help="flow CSV of any supported extractor (.gz fine)")
-    p.add_argument("--extractor", default=AUTO, choices=(AUTO, *COLUMN_EXTRACTORS),
-                   help="what wrote the CSV, so its values are converted into the model's semantics (default: "
-                        "detected from the column names; see `moe-ids extractors`)")
+    p.add_argument("input", type=Path, help="flow CSV of any supported extractor, a Zeek conn.log (TSV or JSON "
+                                            "lines) or a Suricata eve.json (.gz fine)")
+    p.add_argument("--extractor", default=AUTO, choices=(AUTO, *COLUMN_EXTRACTORS, *SENSOR_KINDS),
+                   help="what wrote the file, so its values are converted into the model's semantics (default: "
+                        "detected from its content and column names; see `moe-ids extractors`)")
     p.add_argument("--output", "-o", type=Path, required=True, help="CSV to write")
     p.add_argument("--url", default=None, help="server host:port (default: 127.0.0.1 and the protocol's port)")
     p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     except MoEClientError as exc:
         print(f"moe-ids score: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # SensorLogError names the line
         print(f"moe-ids score: {args.input}: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -75,35 +78,61 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def csv_chunks(args: argparse.Namespace, counts: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
+    """(identifier columns, features in the model's semantics, labels or None) per chunk of a flow CSV."""
+    import pandas as pd
+
+    from moe_ids import extractors
+    from moe_ids.data import frame_to_features
+    from moe_ids.schema import IDENTIFIER_COLUMNS, normalize_name
+
+    header = [str(c).strip() for c in pd.read_csv(args.input, nrows=0).columns]
+    profile = extractors.resolve(getattr(args, "extractor", None), header)
+    counts["extractor"] = profile.name
+    carried = [c for c in header if normalize_name(c) in IDENTIFIER_COLUMNS | CARRIED]
+    label_col = next((c for c in carried if normalize_name(c) == "label"), None)
+    reader = pd.read_csv(args.input, chunksize=args.chunk_rows, low_memory=False, na_values=FEATURE_NA,
+                         encoding_errors="replace")
+    for chunk in reader:
+        chunk.columns = [str(c).strip() for c in chunk.columns]
+        features, _ = frame_to_features(chunk, profile.name)
+        labels = chunk[label_col].reset_index(drop=True) if label_col is not None else None
+        yield chunk[carried].reset_index(drop=True), features, labels
+
+
+def sensor_chunks(args: argparse.Namespace, kind: str, counts: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
+    """The same for a Zeek conn.log or a Suricata eve.json, mapped record by record like the SDK does."""
+    from moe_ids.client.sensor_logs import read_sensor_log
+
+    counts["extractor"] = kind
+
+    def skipped(_line: int) -> None:
+        counts["skipped_events"] = counts.get("skipped_events", 0) + 1
+
+    for chunk in read_sensor_log(args.input, kind, args.chunk_rows, skipped):
+        yield chunk.ids, chunk.features, None
+
+
 def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Stream INPUT through the server into OUTPUT; returns the run's counts for the summary."""
     import pandas as pd
     from tqdm import tqdm
 
-    from moe_ids import extractors
-    from moe_ids.data import frame_to_features
+    from moe_ids.client.sensor_logs import sniff
     from moe_ids.labels import clean_label
-    from moe_ids.schema import IDENTIFIER_COLUMNS, normalize_name
 
-    header = [str(c).strip() for c in pd.read_csv(args.input, nrows=0).columns]
-    profile = extractors.resolve(getattr(args, "extractor", None), header)
-    carried = [c for c in header if normalize_name(c) in IDENTIFIER_COLUMNS | CARRIED]
-    label_col = next((c for c in carried if normalize_name(c) == "label"), None)
+    extractor = getattr(args, "extractor", None) or AUTO
+    kind = extractor if extractor in SENSOR_KINDS else (sniff(args.input) if extractor == AUTO else None)
     partial = args.output.with_name(args.output.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     counts: dict[str, Any] = {"flows": 0, "attacks": 0, "families": Counter(), "retries": 0,
-                              "output": str(args.output), "labelled": 0, "agree": 0, "extractor": profile.name,
-                              "out_of_distribution": 0}
+                              "output": str(args.output), "labelled": 0, "agree": 0, "out_of_distribution": 0}
     started = time.perf_counter()
-    reader = pd.read_csv(args.input, chunksize=args.chunk_rows, low_memory=False, na_values=FEATURE_NA,
-                         encoding_errors="replace")
+    chunks = sensor_chunks(args, kind, counts) if kind else csv_chunks(args, counts)
     with open(partial, "w", newline="") as out, tqdm(unit="flow", unit_scale=True, disable=args.quiet,
                                                       desc=args.input.name, file=sys.stderr) as bar:
-        for i, chunk in enumerate(reader):
-            chunk.columns = [str(c).strip() for c in chunk.columns]
-            features, _ = frame_to_features(chunk, profile.name)
+        for i, (ids, features, labels) in enumerate(chunks):
             result = score_chunk(client, features, args, counts)
-            ids = chunk[carried].reset_index(drop=True)
             rows = pd.concat([ids, result.reset_index(drop=True)], axis=1)
             rows.to_csv(out, header=(i == 0), index=False)
             out.flush()
@@ -112,8 +141,8 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
             counts["attacks"] += int(attacks.sum())
             if "out_of_distribution" in result:
                 counts["out_of_distribution"] += int(result["out_of_distribution"].sum())
-            if label_col is not None:
-                truth = chunk[label_col].reset_index(drop=True).map(clean_label) != "BENIGN"
+            if labels is not None:
+                truth = labels.map(clean_label) != "BENIGN"
                 counts["labelled"] += len(truth)
                 counts["agree"] += int((truth.to_numpy() == attacks.to_numpy()).sum())
             if "family" in result:
@@ -135,7 +164,8 @@ def score_chunk(client: Any, features: Any, args: argparse.Namespace, counts: di
     while True:
         try:
             return client.predict_batch(features, batch_size=args.batch_size, concurrency=args.concurrency,
-                                        missing_strategy=args.missing_strategy, priority=args.priority)
+                                        missing_strategy=args.missing_strategy, priority=args.priority,
+                                        extractor=DEFAULT_PROFILE)  # converted already, by the file's profile
         except (*TRANSIENT_ERRORS, ModelNotReadyError) as exc:  # a restarting server first loses its models
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -161,6 +191,8 @@ def format_summary(counts: dict[str, Any]) -> str:
         lines.append(f"top families: {top}")
     if counts.get("labelled"):
         lines.append(f"agreement with the file's labels (Normal/Attack): {counts['agree'] / counts['labelled']:.2%}")
+    if counts.get("skipped_events"):
+        lines.append(f"skipped {counts['skipped_events']} events that are not flows")
     if counts["retries"]:
         lines.append(f"retried chunks: {counts['retries']}")
     return "\n".join(lines)
