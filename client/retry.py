@@ -37,9 +37,13 @@ class RetryPolicy:
 
 
 def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, translate: Callable[[BaseException], MoEClientError],
-                    sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run ``fn``; translate its failures into typed errors and retry the transient ones."""
-    attempt = 0
+                    sleep: Callable[[float], None] = time.sleep, first_attempt: int = 0) -> T:
+    """Run ``fn``; translate its failures into typed errors and retry the transient ones.
+
+    ``first_attempt`` counts attempts already made elsewhere (a pipelined request that failed), so one
+    request never gets more than the policy's ``retries`` however it was first sent.
+    """
+    attempt = first_attempt
     while True:
         try:
             return fn()

@@ -133,8 +133,10 @@ class MoEClient(ClientSettings):
             outputs=proto.build_outputs(self._module, info), priority=priority, **self._timeout_kw())
         return proto.result_arrays(result, info)
 
-    def _infer_retrying(self, x: np.ndarray, strategy: str | None, priority: int) -> dict[str, np.ndarray]:
-        return call_with_retry(lambda: self._infer(x, strategy, priority), self.retry_policy, self._translate)
+    def _infer_retrying(self, x: np.ndarray, strategy: str | None, priority: int,
+                        first_attempt: int = 0) -> dict[str, np.ndarray]:
+        return call_with_retry(lambda: self._infer(x, strategy, priority), self.retry_policy, self._translate,
+                               first_attempt=first_attempt)
 
     def _submit(self, x: np.ndarray, strategy: str | None, priority: int) -> Callable[[], dict[str, np.ndarray]]:
         """Start one request without waiting; returns a function that waits for its outputs."""
@@ -201,7 +203,7 @@ class MoEClient(ClientSettings):
                 if not self.retry_policy.should_retry(error, 0):
                     raise error from (None if error is exc else exc)
                 time.sleep(self.retry_policy.delay(0))
-                parts[i] = self._infer_retrying(x[slices[i]], strategy, level)
+                parts[i] = self._infer_retrying(x[slices[i]], strategy, level, first_attempt=1)
             if progress is not None:
                 progress(slices[i].stop - slices[i].start)
 

@@ -150,3 +150,21 @@ def test_plain_schemes_are_stripped() -> None:
 
     assert normalize_url("http://127.0.0.1:8000/", "http") == "127.0.0.1:8000"
     assert normalize_url("grpc://127.0.0.1:8001", "grpc") == "127.0.0.1:8001"
+
+
+def test_attempts_made_elsewhere_count_against_the_retries() -> None:
+    """A pipelined request that failed has used one attempt: the retry after it gets only the rest."""
+    calls: list[int] = []
+
+    def down() -> None:
+        calls.append(1)
+        raise ServerUnavailableError("down")
+
+    policy = RetryPolicy(retries=2, base=0.0, cap=0.0)
+    with pytest.raises(ServerUnavailableError):
+        call_with_retry(down, policy, lambda e: e, sleep=lambda _s: None, first_attempt=1)
+    assert len(calls) == 2  # 1 attempt before + 2 here = the policy's 1 + 2 retries
+    calls.clear()
+    with pytest.raises(ServerUnavailableError):
+        call_with_retry(down, RetryPolicy(retries=0), lambda e: e, sleep=lambda _s: None)
+    assert len(calls) == 1  # moe-ids score's client: its own deadline loop is the only retry layer

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.input.is_file():
         print(f"moe-ids score: input file not found: {args.input}", file=sys.stderr)
         return 2
-    kwargs: dict[str, Any] = {"protocol": args.protocol, "timeout": args.timeout, "retries": 2,
+    # retries=0: score_chunk's deadline-bounded loop is the one retry policy of a run, not a layer on top
+    kwargs: dict[str, Any] = {"protocol": args.protocol, "timeout": args.timeout, "retries": 0,
                               "concurrency": args.concurrency, "unknown": "ignore"}
     if args.model:
         kwargs["model_name"] = args.model
