@@ -144,6 +144,10 @@ def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ..
         entry["gating_mean"] = {"tabular": float(out["gating"][:, 0].mean()),
                                 "temporal": float(out["gating"][:, 1].mean())}
         entry["trust"] = trust_report(d.binary, out["probabilities"][:, 1], out["ood"])
+        entry["extraction_macro_f1"] = {
+            ex: binary_report(d.binary[d.extraction == ex], (out["probabilities"][d.extraction == ex, 1] >= 0.5)
+                              .astype(np.int64))["macro_f1"]
+            for ex in sorted(set(d.extraction.tolist())) if len(np.unique(d.binary[d.extraction == ex])) == 2}
         result["missing"].append(entry)
         base_p = None
         if baseline is not None:
@@ -269,6 +273,10 @@ def format_report(result: dict) -> str:
             row += (f" | {b['binary']['macro_f1']:>11.4f} {b['binary']['attack_f1']:>8.4f} "
                     f"{b['family']['macro_f1']:>8.4f}")
         lines.append(row)
+    lines += ["", "MoE macro-F1 per extraction:"]
+    for e in result["missing"]:
+        lines.append(f"  missing {e['fraction']:.2f}: " + ", ".join(
+            f"{ex} {f1:.4f}" for ex, f1 in e.get("extraction_macro_f1", {}).items()))
     lines += ["", "Trust: share flagged out-of-distribution, macro-F1 of the trusted flows"]
     for e in result["missing"]:
         t = e["trust"]

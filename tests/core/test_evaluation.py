@@ -66,6 +66,7 @@ def test_evaluate_reports_each_extraction_and_source_with_the_trust_columns(mode
         assert original["families"][family]["flows"] >= 20
         assert original["families"][family]["attack_recall"] >= 0.9, family
     assert extractions["cicflowmeter"]["macro_f1"] > 0.99
+    assert report["missing"][0]["extraction_macro_f1"]["cicflowmeter"] == extractions["cicflowmeter"]["macro_f1"]
     trust = report["missing"][0]["trust"]
     assert trust["out_of_distribution_share"] <= 0.02  # calibrated at 1% on the validation split
     assert trust["trusted_macro_f1"] >= report["missing"][0]["binary"]["macro_f1"] - 0.001
