@@ -14,6 +14,7 @@ import tritonclient.http as httpclient
 from serving_requests import features_input, infer
 
 from moe_ids import contract
+from moe_ids.export.verify import TRUST_TOLERANCE
 from moe_ids.preprocessing import STRATEGIES
 from moe_ids.trust import DEFAULT_ALPHA
 
@@ -42,9 +43,9 @@ def assert_matches(served: dict[str, np.ndarray], ref: dict[str, np.ndarray]) ->
     np.testing.assert_array_equal(served[contract.PREDICTED_CLASS][decided, 0], probs[decided].argmax(1))
     np.testing.assert_allclose(served[contract.CONFIDENCE][:, 0], probs.max(1), rtol=0, atol=ATOL)
     # the trust score's interpolation magnifies rounding of the distance (see moe_ids.export.verify)
-    np.testing.assert_allclose(served[contract.TRUST][:, 0], ref["trust"], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(served[contract.TRUST][:, 0], ref["trust"], rtol=0, atol=TRUST_TOLERANCE)
     assert served[contract.OUT_OF_DISTRIBUTION].dtype == np.bool_
-    clear = np.abs(ref["trust"] - DEFAULT_ALPHA) > 1e-3
+    clear = np.abs(ref["trust"] - DEFAULT_ALPHA) > TRUST_TOLERANCE
     np.testing.assert_array_equal(served[contract.OUT_OF_DISTRIBUTION][clear, 0], ref["ood"][clear])
 
 
