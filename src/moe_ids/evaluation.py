@@ -144,10 +144,8 @@ def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ..
         entry["gating_mean"] = {"tabular": float(out["gating"][:, 0].mean()),
                                 "temporal": float(out["gating"][:, 1].mean())}
         entry["trust"] = trust_report(d.binary, out["probabilities"][:, 1], out["ood"])
-        entry["extraction_macro_f1"] = {
-            ex: binary_report(d.binary[d.extraction == ex], (out["probabilities"][d.extraction == ex, 1] >= 0.5)
-                              .astype(np.int64))["macro_f1"]
-            for ex in sorted(set(d.extraction.tolist())) if len(np.unique(d.binary[d.extraction == ex])) == 2}
+        entry["extraction_macro_f1"] = {ex: g["macro_f1"] for ex, g in
+                                        grouped_report(d, d.extraction, out, None).items() if g["macro_f1"] is not None}
         result["missing"].append(entry)
         base_p = None
         if baseline is not None:
@@ -168,10 +166,11 @@ def trust_report(y_bin: np.ndarray, p_attack: np.ndarray, ood: np.ndarray) -> di
     pred = (p_attack >= 0.5).astype(np.int64)
     trusted = ~np.asarray(ood, dtype=bool)
     attacks = y_bin == 1
+    both = len(np.unique(y_bin[trusted])) == 2  # a macro-F1 over one class means nothing
     return {
         "out_of_distribution_share": float(np.mean(~trusted)) if len(trusted) else 0.0,
         "trusted_flows": int(trusted.sum()),
-        "trusted_macro_f1": binary_report(y_bin[trusted], pred[trusted])["macro_f1"] if trusted.any() else None,
+        "trusted_macro_f1": binary_report(y_bin[trusted], pred[trusted])["macro_f1"] if both else None,
         "trusted_accuracy": float(np.mean(pred[trusted] == y_bin[trusted])) if trusted.any() else None,
         "attacks_detected_or_flagged": float(((pred == 1) | ~trusted)[attacks].mean()) if attacks.any() else None,
     }
