@@ -24,7 +24,7 @@ from moe_ids.extractors import RECORD_EXTRACTORS
 from .suricata import from_suricata_flow
 from .zeek import from_zeek_conn
 
-SENSOR_KINDS: tuple[str, ...] = RECORD_EXTRACTORS  # the record-based extractor profiles
+SENSOR_KINDS: tuple[str, ...] = tuple(k for k in RECORD_EXTRACTORS if k != "pcap")  # the log formats read here
 ZEEK_IDS: tuple[str, ...] = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service")
 SURICATA_IDS: dict[str, tuple[str, ...]] = {  # output column -> path in the event
     "timestamp": ("timestamp",), "flow_id": ("flow_id",), "src_ip": ("src_ip",), "src_port": ("src_port",),

@@ -230,6 +230,17 @@ _SURICATA_RULES.update({f: Rule("unavailable", "Suricata's bytes_toserver/toclie
                                                "included, not payload") for f in BYTE_DERIVED})
 
 
+_PCAP_RULES = _rules(
+    ((*HEADERS, *INIT_WINDOWS, "act_data_pkt_fwd", *SUBFLOWS, *ACTIVE_IDLE),
+     Rule("unavailable", "not among NFStream's statistics")),
+    ((*TIMES,), Rule("converted", "NFStream's milliseconds x 1000; missing where the span is under 1 ms (written 0)")),
+    (("Flow Bytes/s", *PACKET_RATES), Rule("converted", "totals / the millisecond duration; missing under 1 ms")),
+    (("Packet Length Variance",), Rule("converted", "bidirectional_stddev_ps squared")),
+    (("Average Packet Size", "Down/Up Ratio"), Rule("converted", "payload bytes / packets; dst2src / src2dst "
+                                                                 "packets")),
+)
+
+
 PROFILES: dict[str, ExtractorProfile] = {p.name: p for p in (
     ExtractorProfile("cicflowmeter", "CICFlowMeter 4 / the corrected CIC-IDS2017 release (Engelen et al. 2021): "
                                      "the model's own semantics", {}),
@@ -246,6 +257,11 @@ PROFILES: dict[str, ExtractorProfile] = {p.name: p for p in (
                      _record_rules(_ZEEK_AVAILABLE, "not in conn.log (per-packet detail)"), record_based=True),
     ExtractorProfile("suricata", "Suricata eve.json flow events (moe_ids.client.from_suricata_flow)",
                      _SURICATA_RULES, record_based=True),
+    ExtractorProfile("pcap", "packet captures (pcap, pcapng) turned into flows by NFStream 6.5 with payload "
+                             "accounting (moe_ids.client.pcap_flows; the `pcap` extra)", _PCAP_RULES, record_based=True,
+                     notes=("Packet counts, payload totals, payload-length statistics (sample std, as CICFlowMeter) "
+                            "and per-packet TCP flag counts mean what CICFlowMeter's do.",
+                            "Flows expire after 120 s idle or active, CICFlowMeter's flow timeout.")),
 )}
 EXTRACTOR_NAMES: tuple[str, ...] = tuple(PROFILES)
 COLUMN_EXTRACTORS: tuple[str, ...] = tuple(name for name, p in PROFILES.items() if not p.record_based)
@@ -324,6 +340,7 @@ def resolve(name: str | None, columns: Iterable[object]) -> ExtractorProfile:
     chosen = detect(columns) if name in (None, AUTO) else name
     profile = get_profile(chosen)
     if profile.record_based:
+        readers = {"zeek": "from_zeek_conn", "suricata": "from_suricata_flow", "pcap": "pcap_flows.read_pcap"}
         raise ValueError(f"extractor {profile.name!r} describes records, not flow columns: map them with "
-                         f"moe_ids.client.from_{'zeek_conn' if profile.name == 'zeek' else 'suricata_flow'}")
+                         f"moe_ids.client.{readers.get(profile.name, profile.name)}")
     return profile

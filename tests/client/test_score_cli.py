@@ -85,6 +85,17 @@ def test_score_sensor_logs_keeps_their_identifiers(triton_server, tmp_path: Path
     assert not (tmp_path / "bad.csv").exists()
 
 
+def test_score_a_packet_capture(triton_server, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The loopback nmap capture, turned into flows by NFStream with payload accounting: detected."""
+    out = tmp_path / "capture.csv"
+    assert main(["score", "data/pcaps/nmap_loopback_syn_scan.pcap.gz", "-o", str(out), "--url",
+                 triton_server.grpc_url, "-q"]) == 0
+    scored = pd.read_csv(out)
+    assert len(scored) == 1001 and list(scored.columns[:4]) == ["src_ip", "src_port", "dst_ip", "dst_port"]
+    assert (scored["prediction"] == "Attack").mean() >= 0.9
+    assert "extractor: pcap" in capsys.readouterr().err
+
+
 def test_score_over_http_at_realtime_priority(triton_server, tmp_path: Path) -> None:
     out = tmp_path / "wednesday.csv"
     rc = main(["score", WEDNESDAY_CSV, "-o", str(out), "--url", triton_server.http_url, "--protocol", "http",

@@ -27,7 +27,7 @@ CARRIED = {"label"}  # besides moe_ids.schema.IDENTIFIER_COLUMNS
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score a flow CSV on a running server, one output row per input row")
     p.add_argument("input", type=Path, help="flow CSV of any supported extractor, a Zeek conn.log (TSV or JSON "
-                                            "lines) or a Suricata eve.json (.gz fine)")
+                                            "lines), a Suricata eve.json or a pcap/pcapng capture (.gz fine)")
     p.add_argument("--extractor", default=AUTO, choices=(AUTO, *COLUMN_EXTRACTORS, *SENSOR_KINDS),
                    help="what wrote the file, so its values are converted into the model's semantics (default: "
                         "detected from its content and column names; see `moe-ids extractors`)")
@@ -102,7 +102,9 @@ def csv_chunks(args: argparse.Namespace, counts: dict[str, Any]) -> Iterator[tup
 
 
 def sensor_chunks(args: argparse.Namespace, kind: str, counts: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
-    """The same for a Zeek conn.log or a Suricata eve.json, mapped record by record like the SDK does."""
+    """The same for a Zeek conn.log or a Suricata eve.json (mapped record by record like the SDK does) or a
+    packet capture (turned into flows by NFStream)."""
+    from moe_ids.client.pcap_flows import read_pcap
     from moe_ids.client.sensor_logs import read_sensor_log
 
     counts["extractor"] = kind
@@ -110,7 +112,9 @@ def sensor_chunks(args: argparse.Namespace, kind: str, counts: dict[str, Any]) -
     def skipped(_line: int) -> None:
         counts["skipped_events"] = counts.get("skipped_events", 0) + 1
 
-    for chunk in read_sensor_log(args.input, kind, args.chunk_rows, skipped):
+    chunks = (read_pcap(args.input, args.chunk_rows) if kind == "pcap"
+              else read_sensor_log(args.input, kind, args.chunk_rows, skipped))
+    for chunk in chunks:
         yield chunk.ids, chunk.features, None
 
 
@@ -119,11 +123,14 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
     from tqdm import tqdm
 
+    from moe_ids.client.pcap_flows import is_capture
     from moe_ids.client.sensor_logs import sniff
     from moe_ids.labels import clean_label
 
     extractor = getattr(args, "extractor", None) or AUTO
-    kind = extractor if extractor in SENSOR_KINDS else (sniff(args.input) if extractor == AUTO else None)
+    kind = extractor if extractor in SENSOR_KINDS else None
+    if extractor == AUTO:
+        kind = "pcap" if is_capture(args.input) else sniff(args.input)
     partial = args.output.with_name(args.output.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     counts: dict[str, Any] = {"flows": 0, "attacks": 0, "families": Counter(), "retries": 0,
