@@ -78,8 +78,12 @@ def drop_features(x: np.ndarray, fraction: float | np.ndarray, rng: np.random.Ge
 _TIME_IDX = np.array([FEATURE_NAMES.index(f) for f in (*TIMES, *ACTIVE_IDLE)])
 _RATE_IDX = np.array([FEATURE_NAMES.index(f) for f in ("Flow Bytes/s", "Flow Packets/s", "Fwd Packets/s",
                                                          "Bwd Packets/s")])
-# missing patterns of the extractors that cannot deliver every feature (training draws them per row)
-EXTRACTOR_MASKS: np.ndarray = np.stack([p.available_mask() for p in PROFILES.values() if not p.available_mask().all()])
+# extractors whose missing patterns training draws per row, equally often: both spellings of CICFlowMeter-V3
+# (the original CIC-IDS2017 CSVs and CSE-CIC-IDS2018, one pattern drawn twice as often), the Python package,
+# Zeek and Suricata
+AUGMENTED_EXTRACTORS: tuple[str, ...] = ("cicids2017-original", "cicflowmeter-v3", "cicflowmeter-python", "zeek",
+                                         "suricata")
+EXTRACTOR_MASKS: np.ndarray = np.stack([PROFILES[name].available_mask() for name in AUGMENTED_EXTRACTORS])
 
 
 def augment(x: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
