@@ -97,6 +97,12 @@ def encode_frame(frame: pd.DataFrame, feature_names: Sequence[str], unknown: str
     except ValueError as exc:
         raise InvalidInputError(str(exc), "extractor") from None
     mapping = column_mapping(frame.columns, feature_names, unknown)
+    if profile.identity:  # the common real-time case: no frame to build, values go straight into the tensor
+        out = np.full((len(frame), len(feature_names)), np.nan, dtype=np.float32)
+        position = {name: i for i, name in enumerate(feature_names)}
+        for col, name in mapping.items():
+            out[:, position[name]] = _numeric_column(frame[col], str(col), frame.index)
+        return out
     canonical = pd.DataFrame(index=pd.RangeIndex(len(frame)), columns=list(FEATURE_NAMES), dtype=np.float64)
     for col, name in mapping.items():
         if name in canonical.columns:

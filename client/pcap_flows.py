@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moe_ids.extractors import get_profile
+from moe_ids.extractors import FLAG_COUNTS, get_profile
 from moe_ids.schema import FEATURE_NAMES
 
 from .sensor_logs import SensorChunk, SensorLogError
@@ -78,9 +78,9 @@ def flows_to_features(f: pd.DataFrame) -> pd.DataFrame:
         "Fwd PSH Flags": f["src2dst_psh_packets"], "Bwd PSH Flags": f["dst2src_psh_packets"],
         "Fwd URG Flags": f["src2dst_urg_packets"], "Bwd URG Flags": f["dst2src_urg_packets"],
     }
-    for flag, column in (("FIN", "fin"), ("SYN", "syn"), ("RST", "rst"), ("PSH", "psh"), ("ACK", "ack"),
-                         ("URG", "urg"), ("CWE", "cwr"), ("ECE", "ece")):
-        values[f"{flag} Flag Count"] = f[f"bidirectional_{column}_packets"]
+    for name in FLAG_COUNTS:  # "CWE Flag Count" is CICFlowMeter's spelling of the CWR flag
+        flag = name.split()[0].lower()
+        values[name] = f[f"bidirectional_{'cwr' if flag == 'cwe' else flag}_packets"]
     for name, prefix, count, span in (("Flow", "bidirectional", both, "bidirectional_duration_ms"),
                                       ("Fwd", "src2dst", fwd, "src2dst_duration_ms"),
                                       ("Bwd", "dst2src", bwd, "dst2src_duration_ms")):

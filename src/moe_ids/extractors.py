@@ -93,6 +93,11 @@ class ExtractorProfile:
     record_based: bool = False  # Zeek / Suricata: records mapped by the client, not CICFlowMeter columns
     notes: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def identity(self) -> bool:
+        """True for the model's own semantics: nothing to convert, nothing withheld."""
+        return self.convert_values is None and not self.unavailable
+
     def rule(self, feature: str) -> Rule:
         return self.rules.get(feature, SAME)
 

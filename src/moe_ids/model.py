@@ -19,6 +19,7 @@ from torch import nn
 
 from moe_ids.labels import FAMILIES
 from moe_ids.schema import N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
+from moe_ids.trust import DEFAULT_ALPHA
 
 
 @dataclass
@@ -90,7 +91,7 @@ class TrustScore(nn.Module):
         self.register_buffer("whitening", torch.eye(dim))  # Cholesky factor of the precision matrix
         self.register_buffer("centers", torch.zeros(n_classes, dim))  # class means, already whitened
         self.register_buffer("knots", torch.linspace(0.0, 1.0, knots + 1))  # ascending distance quantiles
-        self.register_buffer("alpha", torch.tensor(0.01))
+        self.register_buffer("alpha", torch.tensor(DEFAULT_ALPHA))
 
     def distance(self, embedding: torch.Tensor) -> torch.Tensor:
         z = embedding @ self.whitening
