@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -117,7 +117,7 @@ class AsyncMoEClient(ClientSettings):
         return await acall_with_retry(fetch, self.retry_policy, self._translate)
 
     # -- inference ---------------------------------------------------------------------------------------
-    async def _infer(self, x: np.ndarray, strategy: str | None, priority: int) -> dict[str, np.ndarray]:
+    async def _infer(self, x: np.ndarray, strategy: proto.Strategies, priority: int) -> dict[str, np.ndarray]:
         info = await self.get_model_info()
 
         async def once() -> dict[str, np.ndarray]:
@@ -143,7 +143,7 @@ class AsyncMoEClient(ClientSettings):
         self,
         flows: pd.DataFrame | list[Mapping[str, Any]] | np.ndarray,
         batch_size: int = 1024,
-        missing_strategy: str | None = None,
+        missing_strategy: str | Sequence[str | None] | None = None,
         concurrency: int | None = None,
         priority: int | str = contract.PRIORITY_BULK,
         unknown: str | None = None,
@@ -153,14 +153,14 @@ class AsyncMoEClient(ClientSettings):
         """Score many flows with up to ``concurrency`` requests in flight; rows keep the input's order/index."""
         info = await self.get_model_info()
         x, index = encode_flows(flows, info.feature_names, unknown or self.unknown, extractor or self.extractor)
-        strategy = proto.check_strategy(missing_strategy, info)
+        strategy = proto.check_strategies(missing_strategy, x.shape[0], info)
         level = proto.priority_value(priority)
         slices = proto.chunk_slices(x.shape[0], batch_size, info)
         gate = asyncio.Semaphore(max(1, int(concurrency or self.concurrency)))
 
         async def run(sl: slice) -> dict[str, np.ndarray]:
             async with gate:
-                out = await self._infer(x[sl], strategy, level)
+                out = await self._infer(x[sl], proto.strategy_slice(strategy, sl), level)
             if progress is not None:
                 progress(sl.stop - sl.start)
             return out

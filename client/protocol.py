@@ -80,16 +80,47 @@ def check_strategy(missing_strategy: str | None, info: ModelInfo) -> str | None:
     return str(missing_strategy).strip().lower()
 
 
-def build_inputs(module: Any, x: np.ndarray, strategy: str | None) -> list[Any]:
+Strategies = str | np.ndarray | None  # one name for the request, or one per row (None / "default" = the model's)
+DEFAULT_IMPUTATION = contract.DEFAULT_IMPUTATION_NAME
+
+
+def check_strategies(missing_strategy: str | Sequence[str | None] | np.ndarray | None, n_rows: int,
+                     info: ModelInfo) -> Strategies:
+    """``check_strategy`` for one name, or for one name per flow (a stream's messages each carry their own)."""
+    if missing_strategy is None or isinstance(missing_strategy, str):
+        return check_strategy(missing_strategy, info)
+    names = np.asarray([DEFAULT_IMPUTATION if v is None else str(v).strip().lower() for v in missing_strategy],
+                       dtype=object)
+    if names.shape != (n_rows,):
+        raise InvalidInputError(f"missing_strategy: expected one strategy per flow ({n_rows}), got {names.size}",
+                                field="missing_strategy")
+    distinct = set(names.tolist()) - {DEFAULT_IMPUTATION}
+    if not distinct:
+        return None
+    for name in distinct:
+        check_strategy(name, info)
+    return names
+
+
+def build_inputs(module: Any, x: np.ndarray, strategy: Strategies) -> list[Any]:
     """InferInput objects for one request, from the protocol module (tritonclient.grpc/http or their aio)."""
     features = module.InferInput(contract.INPUT_FEATURES, list(x.shape), "FP32")
     features.set_data_from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     inputs = [features]
     if strategy is not None:
         imputation = module.InferInput(contract.INPUT_IMPUTATION, [x.shape[0], 1], "BYTES")
-        imputation.set_data_from_numpy(np.full((x.shape[0], 1), strategy.encode(), dtype=object))
+        if isinstance(strategy, str):
+            values = np.full((x.shape[0], 1), strategy.encode(), dtype=object)
+        else:
+            values = np.asarray([s.encode() for s in strategy], dtype=object).reshape(-1, 1)
+        imputation.set_data_from_numpy(values)
         inputs.append(imputation)
     return inputs
+
+
+def strategy_slice(strategy: Strategies, sl: slice) -> Strategies:
+    """The strategies of one request's rows."""
+    return strategy if strategy is None or isinstance(strategy, str) else strategy[sl]
 
 
 def build_outputs(module: Any, info: ModelInfo) -> list[Any]:

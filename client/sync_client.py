@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -126,19 +126,19 @@ class MoEClient(ClientSettings):
         return call_with_retry(fetch, self.retry_policy, self._translate)
 
     # -- inference ---------------------------------------------------------------------------------------
-    def _infer(self, x: np.ndarray, strategy: str | None, priority: int) -> dict[str, np.ndarray]:
+    def _infer(self, x: np.ndarray, strategy: proto.Strategies, priority: int) -> dict[str, np.ndarray]:
         info = self.model_info
         result = self._client.infer(
             self.model_name, proto.build_inputs(self._module, x, strategy),
             outputs=proto.build_outputs(self._module, info), priority=priority, **self._timeout_kw())
         return proto.result_arrays(result, info)
 
-    def _infer_retrying(self, x: np.ndarray, strategy: str | None, priority: int,
+    def _infer_retrying(self, x: np.ndarray, strategy: proto.Strategies, priority: int,
                         first_attempt: int = 0) -> dict[str, np.ndarray]:
         return call_with_retry(lambda: self._infer(x, strategy, priority), self.retry_policy, self._translate,
                                first_attempt=first_attempt)
 
-    def _submit(self, x: np.ndarray, strategy: str | None, priority: int) -> Callable[[], dict[str, np.ndarray]]:
+    def _submit(self, x: np.ndarray, strategy: proto.Strategies, priority: int) -> Callable[[], dict[str, np.ndarray]]:
         """Start one request without waiting; returns a function that waits for its outputs."""
         info = self.model_info
         inputs = proto.build_inputs(self._module, x, strategy)
@@ -173,7 +173,7 @@ class MoEClient(ClientSettings):
         self,
         flows: pd.DataFrame | list[Mapping[str, Any]] | np.ndarray,
         batch_size: int = 1024,
-        missing_strategy: str | None = None,
+        missing_strategy: str | Sequence[str | None] | None = None,
         concurrency: int | None = None,
         priority: int | str = contract.PRIORITY_BULK,
         unknown: str | None = None,
@@ -188,7 +188,7 @@ class MoEClient(ClientSettings):
         """
         info = self.model_info
         x, index = encode_flows(flows, info.feature_names, unknown or self.unknown, extractor or self.extractor)
-        strategy = proto.check_strategy(missing_strategy, info)
+        strategy = proto.check_strategies(missing_strategy, x.shape[0], info)
         level = proto.priority_value(priority)
         depth = max(1, int(concurrency or self.concurrency))
         slices = proto.chunk_slices(x.shape[0], batch_size, info)
@@ -203,7 +203,8 @@ class MoEClient(ClientSettings):
                 if not self.retry_policy.should_retry(error, 0):
                     raise error from (None if error is exc else exc)
                 time.sleep(self.retry_policy.delay(0))
-                parts[i] = self._infer_retrying(x[slices[i]], strategy, level, first_attempt=1)
+                parts[i] = self._infer_retrying(x[slices[i]], proto.strategy_slice(strategy, slices[i]), level,
+                                                first_attempt=1)
             if progress is not None:
                 progress(slices[i].stop - slices[i].start)
 
@@ -211,7 +212,7 @@ class MoEClient(ClientSettings):
             if len(pending) >= depth:
                 finish(*pending.popleft())
             try:
-                pending.append((i, self._submit(x[sl], strategy, level)))
+                pending.append((i, self._submit(x[sl], proto.strategy_slice(strategy, sl), level)))
             except Exception as exc:  # noqa: BLE001 - submission failed: surface it when its turn comes
 
                 def failed(exc: Exception = exc) -> dict[str, np.ndarray]:

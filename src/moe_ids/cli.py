@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "serve",
     "bench",
     "score",
+    "stream",
     "extractors",
     "loadtest",
 )

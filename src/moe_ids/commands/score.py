@@ -13,15 +13,11 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from moe_ids.extractors import AUTO, COLUMN_EXTRACTORS, DEFAULT_PROFILE
 from moe_ids.extractors import RECORD_EXTRACTORS as SENSOR_KINDS
-
-FEATURE_NA = ["Infinity", "-Infinity", "inf", "-inf"]
-CARRIED = {"label"}  # besides moe_ids.schema.IDENTIFIER_COLUMNS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,64 +75,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def csv_chunks(args: argparse.Namespace, counts: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
-    """(identifier columns, features in the model's semantics, labels or None) per chunk of a flow CSV."""
-    import pandas as pd
-
-    from moe_ids import extractors
-    from moe_ids.data import frame_to_features
-    from moe_ids.schema import IDENTIFIER_COLUMNS, normalize_name
-
-    header = [str(c).strip() for c in pd.read_csv(args.input, nrows=0).columns]
-    profile = extractors.resolve(getattr(args, "extractor", None), header)
-    counts["extractor"] = profile.name
-    carried = [c for c in header if normalize_name(c) in IDENTIFIER_COLUMNS | CARRIED]
-    label_col = next((c for c in carried if normalize_name(c) == "label"), None)
-    reader = pd.read_csv(args.input, chunksize=args.chunk_rows, low_memory=False, na_values=FEATURE_NA,
-                         encoding_errors="replace")
-    for chunk in reader:
-        chunk.columns = [str(c).strip() for c in chunk.columns]
-        features, _ = frame_to_features(chunk, profile.name)
-        labels = chunk[label_col].reset_index(drop=True) if label_col is not None else None
-        yield chunk[carried].reset_index(drop=True), features, labels
-
-
-def sensor_chunks(args: argparse.Namespace, kind: str, counts: dict[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
-    """The same for a Zeek conn.log or a Suricata eve.json (mapped record by record like the SDK does) or a
-    packet capture (turned into flows by NFStream)."""
-    from moe_ids.client.pcap_flows import read_pcap
-    from moe_ids.client.sensor_logs import read_sensor_log
-
-    counts["extractor"] = kind
-
-    def skipped(_line: int) -> None:
-        counts["skipped_events"] = counts.get("skipped_events", 0) + 1
-
-    chunks = (read_pcap(args.input, args.chunk_rows) if kind == "pcap"
-              else read_sensor_log(args.input, kind, args.chunk_rows, skipped))
-    for chunk in chunks:
-        yield chunk.ids, chunk.features, None
-
-
 def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Stream INPUT through the server into OUTPUT; returns the run's counts for the summary."""
     import pandas as pd
     from tqdm import tqdm
 
-    from moe_ids.client.pcap_flows import is_capture
-    from moe_ids.client.sensor_logs import sniff
+    from moe_ids.client.flow_files import read_flow_file
     from moe_ids.labels import clean_label
 
-    extractor = getattr(args, "extractor", None) or AUTO
-    kind = extractor if extractor in SENSOR_KINDS else None
-    if extractor == AUTO:
-        kind = "pcap" if is_capture(args.input) else sniff(args.input)
     partial = args.output.with_name(args.output.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     counts: dict[str, Any] = {"flows": 0, "attacks": 0, "families": Counter(), "retries": 0,
                               "output": str(args.output), "labelled": 0, "agree": 0, "out_of_distribution": 0}
     started = time.perf_counter()
-    chunks = sensor_chunks(args, kind, counts) if kind else csv_chunks(args, counts)
+    chunks = read_flow_file(args.input, getattr(args, "extractor", None) or AUTO, args.chunk_rows, counts)
     with open(partial, "w", newline="") as out, tqdm(unit="flow", unit_scale=True, disable=args.quiet,
                                                       desc=args.input.name, file=sys.stderr) as bar:
         for i, (ids, features, labels) in enumerate(chunks):

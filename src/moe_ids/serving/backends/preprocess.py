@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from moe_ids.contract import ADMITTED_NS, INPUT_FEATURES, INPUT_IMPUTATION, MISSING_MASK, TABULAR, TEMPORAL
+from moe_ids.contract import (
+    ADMITTED_NS,
+    DEFAULT_IMPUTATION_NAME,
+    INPUT_FEATURES,
+    INPUT_IMPUTATION,
+    MISSING_MASK,
+    TABULAR,
+    TEMPORAL,
+)
 from moe_ids.preprocessing import (
     PreprocessingError,
     PreprocessingStats,
@@ -46,7 +54,7 @@ from moe_ids.serving.repository import (
 PARAMETER_IMPUTATION = "imputation"  # request parameter alternative to the IMPUTATION tensor
 
 
-DEFAULT_NAMES = frozenset({"", "default", b"", b"default"})
+DEFAULT_NAMES = frozenset({"", DEFAULT_IMPUTATION_NAME, b"", DEFAULT_IMPUTATION_NAME.encode()})
 
 
 def _code(value: Any, default_code: int) -> int:

@@ -1,0 +1,247 @@
+"""Input messages to feature rows, verdicts to output messages: the payload half of the streaming contract.
+
+An input message is ``{"id": str, "features": {name: number | null}}`` with optional ``sensor``, ``ts``,
+``imputation`` and ``flow`` (identifier fields, copied into the verdict so an alert names its hosts). Feature
+names may use any naming the SDK accepts and are converted by the extractor profile their spelling
+identifies, exactly as ``predict_batch`` does; on ``flows.zeek.>`` / ``flows.suricata.>`` the body is the
+sensor's own record, mapped by the SDK's ``from_zeek_conn`` / ``from_suricata_flow``. Anything that cannot
+become a feature row raises ``Rejected`` with a reason from ``REASONS``: the worker dead-letters it instead of
+sending a wrong number or retrying it forever.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moe_ids.client.errors import InvalidInputError
+from moe_ids.client.features import column_mapping, encode_frame
+from moe_ids.client.model_info import ModelInfo
+from moe_ids.client.results import ATTACK, row_to_prediction
+from moe_ids.client.suricata import from_suricata_flow
+from moe_ids.client.zeek import from_zeek_conn
+from moe_ids.contract import DEFAULT_IMPUTATION_NAME
+from moe_ids.extractors import AUTO, DEFAULT_PROFILE
+from moe_ids.preprocessing import STRATEGIES
+
+from . import topology
+
+REASONS: tuple[str, ...] = (
+    "not_json",  # the payload does not parse as JSON
+    "not_object",  # JSON, but not an object
+    "missing_id",  # no non-empty string id (body "id", or for sensor records Nats-Msg-Id / uid / flow_id)
+    "bad_features",  # "features" absent or not an object
+    "unknown_feature",  # a name that is no model feature in any supported naming
+    "wrong_type",  # a feature value that is not a number or null, or a field of the wrong type
+    "bad_imputation",  # "imputation" not one of the model's strategies
+    "bad_record",  # a Zeek / Suricata record the SDK's mapping cannot read
+    "rejected_by_model",  # the server refused this flow's values (the rest of its batch was scored)
+    "too_many_deliveries",  # delivered more often than the worker's limit without a verdict
+)
+MAX_ID_LENGTH = 512
+ALLOWED_FIELDS = frozenset({"id", "features", "sensor", "ts", "imputation", "flow"})
+
+
+class Rejected(ValueError):
+    """A message that cannot be scored; ``reason`` is one of ``REASONS``, the text says what and where."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        assert reason in REASONS, reason
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class FlowInput:
+    """One valid input: features by the name they were sent under, and what the verdict carries back."""
+
+    id: str
+    sensor: str
+    features: dict[str, float | None]
+    extractor: str  # AUTO: convert by the names' spelling; DEFAULT_PROFILE: already in the model's semantics
+    imputation: str | None = None
+    ts: Any = None
+    flow: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_input(subject: str, data: bytes, header_id: str | None = None) -> FlowInput:
+    """The input a message holds, or ``Rejected``; ``header_id`` is its ``Nats-Msg-Id`` header, if any."""
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Rejected("not_json", f"payload is not JSON ({exc})") from None
+    if not isinstance(body, Mapping):
+        raise Rejected("not_object", f"payload is JSON {type(body).__name__}, expected an object")
+    kind = topology.record_kind(subject)
+    if kind is not None:
+        return _parse_record(kind, subject, body, header_id)
+    flow_id = _check_id(body.get("id"), "id")
+    unknown_fields = sorted(set(body) - ALLOWED_FIELDS)
+    if unknown_fields:
+        raise Rejected("unknown_feature", f"unknown field(s) {unknown_fields} in message {flow_id!r}; features "
+                                          "go inside \"features\"")
+    features = body.get("features")
+    if not isinstance(features, Mapping):
+        raise Rejected("bad_features", f"message {flow_id!r}: \"features\" must be an object of name -> number "
+                                       f"or null, got {type(features).__name__}")
+    for name, value in features.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise Rejected("wrong_type", f"message {flow_id!r}: feature {name!r} is {value!r} "
+                                         f"({type(value).__name__}), expected a number or null")
+    imputation = body.get("imputation")
+    if imputation is not None:
+        if not isinstance(imputation, str) or imputation.strip().lower() not in (*STRATEGIES, DEFAULT_IMPUTATION_NAME):
+            raise Rejected("bad_imputation", f"message {flow_id!r}: imputation {imputation!r}, expected one of "
+                                             f"{', '.join(STRATEGIES)}")
+        imputation = imputation.strip().lower()
+    flow = body.get("flow") or {}
+    if not isinstance(flow, Mapping):
+        raise Rejected("wrong_type", f"message {flow_id!r}: \"flow\" must be an object of identifier fields")
+    sensor = body.get("sensor")
+    if sensor is not None and not isinstance(sensor, str):
+        raise Rejected("wrong_type", f"message {flow_id!r}: \"sensor\" must be a string, got {sensor!r}")
+    return FlowInput(id=flow_id, sensor=topology.sensor_token(sensor), features=dict(features), extractor=AUTO,
+                     imputation=imputation, ts=body.get("ts"), flow=dict(flow))
+
+
+def _check_id(value: Any, what: str) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and what != "id":
+        value = str(value)  # Suricata's flow_id is a number
+    if not isinstance(value, str) or not value.strip():
+        raise Rejected("missing_id", f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_ID_LENGTH:
+        raise Rejected("missing_id", f"{what} is {len(value)} characters long, at most {MAX_ID_LENGTH}")
+    return value
+
+
+def _parse_record(kind: str, subject: str, body: Mapping[str, Any], header_id: str | None) -> FlowInput:
+    ident_field = "uid" if kind == "zeek" else "flow_id"
+    raw_id = header_id if header_id else body.get(ident_field)
+    flow_id = _check_id(raw_id, f"{topology.MSG_ID_HEADER} header or {ident_field}")
+    try:
+        features = from_zeek_conn(body) if kind == "zeek" else from_suricata_flow(body)
+    except ValueError as exc:
+        raise Rejected("bad_record", f"{kind} record {flow_id!r}: {exc}") from None
+    if kind == "zeek":
+        flow = {k: body[k] for k in ("uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto") if k in body}
+        ts = body.get("ts")
+    else:
+        flow = {k: body[k] for k in ("flow_id", "src_ip", "src_port", "dest_ip", "dest_port", "proto") if k in body}
+        ts = body.get("timestamp")
+    clean = {k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
+             for k, v in features.items()}
+    return FlowInput(id=flow_id, sensor=topology.sensor_token(topology.subject_sensor(subject)), features=clean,
+                     extractor=DEFAULT_PROFILE, ts=ts, flow=flow)
+
+
+class FeatureEncoder:
+    """Rows of inputs -> the FEATURES tensor of the deployed model, one vectorised conversion per naming.
+
+    Names are checked once per distinct set of names (a sensor sends the same set every time), so a message
+    with a typo is rejected on its own while its batch is scored.
+    """
+
+    def __init__(self, info: ModelInfo) -> None:
+        self.info = info
+        self._check = lru_cache(maxsize=256)(self._check_names)
+
+    def _check_names(self, names: frozenset[str]) -> str | None:
+        try:
+            column_mapping(sorted(names), self.info.feature_names, "raise")
+        except InvalidInputError as exc:
+            return str(exc)
+        return None
+
+    def check(self, flow: FlowInput) -> None:
+        """Raise ``Rejected`` for names that are not features (or one feature given twice)."""
+        problem = self._check(frozenset(flow.features))
+        if problem is not None:
+            raise Rejected("unknown_feature", f"message {flow.id!r}: {problem}")
+
+    def encode(self, flows: Sequence[FlowInput]) -> np.ndarray:
+        """[len(flows), F] float32 in the model's feature order and semantics (NaN = missing)."""
+        out = np.full((len(flows), self.info.n_features), np.nan, dtype=np.float32)
+        groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        for i, flow in enumerate(flows):
+            groups.setdefault((flow.extractor, tuple(sorted(flow.features))), []).append(i)
+        for (extractor, names), rows in groups.items():
+            values = np.array([[flows[i].features[n] for n in names] for i in rows], dtype=np.float64)
+            frame = pd.DataFrame(values.reshape(len(rows), len(names)), columns=list(names))
+            out[rows] = encode_frame(frame, self.info.feature_names, "ignore", extractor)
+        return out
+
+
+def strategies(flows: Sequence[FlowInput]) -> list[str | None]:
+    return [flow.imputation for flow in flows]
+
+
+def severity(prediction: str, confidence: float, high: float, review: float) -> str | None:
+    """``high`` / ``review`` for an Attack verdict above the thresholds, None otherwise."""
+    if prediction != ATTACK:
+        return None
+    if confidence > high:
+        return "high"
+    if confidence > review:
+        return "review"
+    return None
+
+
+def verdicts(flows: Sequence[FlowInput], results: pd.DataFrame, info: ModelInfo) -> list[dict[str, Any]]:
+    """One verdict object per input (the ``Prediction`` fields plus id, sensor, ts, flow), in order, from the
+    ``predict_batch`` results of those inputs."""
+    if len(results) != len(flows):
+        raise ValueError(f"{len(results)} results for {len(flows)} flows")
+    out = []
+    for flow, row in zip(flows, results.to_dict("records")):
+        verdict: dict[str, Any] = {"id": flow.id, **row_to_prediction(row, info).to_dict(), "sensor": flow.sensor}
+        if flow.ts is not None:
+            verdict["ts"] = flow.ts
+        if flow.flow:
+            verdict["flow"] = flow.flow
+        out.append(verdict)
+    return out
+
+
+def encode_json(obj: Mapping[str, Any]) -> bytes:
+    """Compact standard JSON: a non-finite number (a producer's NaN in ``ts`` or ``flow``) becomes null rather
+    than a literal other tools cannot parse."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), default=_jsonable, allow_nan=False).encode()
+    except ValueError:
+        return json.dumps(_finite(obj), separators=(",", ":"), default=_jsonable, allow_nan=False).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def dead_letter(subject: str, data: bytes, reason: str, detail: str, delivered: int, stream_seq: int | None) -> bytes:
+    """The DLQ entry: the original payload (text, or base64 when it is not UTF-8), why, and where it came from."""
+    entry: dict[str, Any] = {"reason": reason, "detail": detail, "subject": subject, "delivered": delivered,
+                             "stream_sequence": stream_seq}
+    try:
+        entry["payload"] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["payload_base64"] = base64.b64encode(data).decode()
+    return json.dumps(entry, separators=(",", ":")).encode()

@@ -1,0 +1,101 @@
+"""The scorer worker's own Prometheus metrics and its progress line.
+
+Triton's metrics say how the model is served; these say how the stream is doing: what came in, what went
+out (verdicts by class, alerts by severity, dead letters by reason), how often flows were redelivered, batch
+sizes, the time from a flow's arrival in ``FLOWS`` to its acknowledged verdict, and the consumer's lag as
+JetStream reports it (the autoscaler's signal). Each worker has its own registry, so several workers can run in
+one process (tests, the benchmark) without clashing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from moe_ids import contract
+
+PREFIX = "moe_ids_stream"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(f"{PREFIX}_consumed", "Input messages fetched from FLOWS", registry=r)
+        self.verdicts = Counter(f"{PREFIX}_verdicts", "Verdicts published and acknowledged", ["prediction"],
+                                registry=r)
+        self.alerts = Counter(f"{PREFIX}_alerts", "Alerts published", ["severity"], registry=r)
+        self.dlq = Counter(f"{PREFIX}_dead_letters", "Input messages dead-lettered to dlq.flows", ["reason"],
+                           registry=r)
+        self.redeliveries = Counter(f"{PREFIX}_redeliveries", "Input messages delivered more than once",
+                                    registry=r)
+        self.duplicate_publishes = Counter(f"{PREFIX}_duplicate_publishes",
+                                           "Output publishes JetStream dropped as duplicates (redelivered flows)",
+                                           registry=r)
+        self.backoffs = Counter(f"{PREFIX}_backoffs", "Waits while Triton was unavailable", ["error"], registry=r)
+        self.batch_size = Histogram(f"{PREFIX}_batch_size", "Messages per micro-batch", buckets=BATCH_BUCKETS,
+                                    registry=r)
+        self.latency = Histogram(f"{PREFIX}_end_to_end_seconds",
+                                 "From a flow's arrival in FLOWS to its acknowledged verdict", buckets=LATENCY_BUCKETS,
+                                 registry=r)
+        self.pending = Gauge(f"{PREFIX}_consumer_pending", "Messages of FLOWS not yet delivered to any worker",
+                             registry=r)
+        self.ack_pending = Gauge(f"{PREFIX}_consumer_ack_pending", "Messages delivered and not yet acknowledged",
+                                 registry=r)
+        self._started = time.monotonic()
+        self._counts = {"consumed": 0, "verdicts": 0, "attacks": 0, "alerts": 0, "dlq": 0, "redelivered": 0}
+        self.port: int | None = None
+
+    def serve(self, port: int | None) -> None:
+        """Expose /metrics on 127.0.0.1:PORT (0 = a free port, recorded in ``port``); None = not at all."""
+        if port is None:
+            return
+        server, _thread = start_http_server(port, addr=contract.DEFAULT_HOST, registry=self.registry)
+        self.port = int(server.server_address[1])
+
+    def batch(self, n: int) -> None:
+        self.consumed.inc(n)
+        self.batch_size.observe(n)
+        self._counts["consumed"] += n
+
+    def redelivered(self) -> None:
+        self.redeliveries.inc()
+        self._counts["redelivered"] += 1
+
+    def verdict(self, prediction: str, severity: str | None, latency_s: float) -> None:
+        self.verdicts.labels(prediction=prediction).inc()
+        self.latency.observe(max(0.0, latency_s))
+        self._counts["verdicts"] += 1
+        if prediction == contract.BINARY_LABELS[1]:
+            self._counts["attacks"] += 1
+        if severity is not None:
+            self.alerts.labels(severity=severity).inc()
+            self._counts["alerts"] += 1
+
+    def dead_lettered(self, reason: str) -> None:
+        self.dlq.labels(reason=reason).inc()
+        self._counts["dlq"] += 1
+
+    def duplicates(self, n: int) -> None:
+        if n:
+            self.duplicate_publishes.inc(n)
+
+    def backoff(self, error: str) -> None:
+        self.backoffs.labels(error=error).inc()
+
+    def lag(self, pending: int, ack_pending: int) -> None:
+        self.pending.set(pending)
+        self.ack_pending.set(ack_pending)
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def progress_line(self) -> str:
+        c = self._counts
+        rate = c["verdicts"] / max(1e-9, time.monotonic() - self._started)
+        return (f"consumed {c['consumed']}, verdicts {c['verdicts']} (attack {c['attacks']}), alerts {c['alerts']}, "
+                f"dead letters {c['dlq']}, redelivered {c['redelivered']}, pending {int(self.pending._value.get())}, "
+                f"{rate:,.0f} verdicts/s")
