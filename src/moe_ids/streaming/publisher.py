@@ -16,6 +16,7 @@ import asyncio
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import topology
+from . import broker, topology
 from .messages import encode_json
 
 ID_COLUMNS = ("uid", "flow_id")  # a sensor's own flow identifier, preferred over the row number
@@ -39,6 +40,7 @@ class PublishSettings:
     extractor: str | None = None
     chunk_rows: int = 16384
     max_wait_s: float = 120.0  # keep retrying failed publishes this long
+    confirm_timeout_s: float = 30.0  # a publish not confirmed within this is sent again
     follow: bool = False
     poll_s: float = 0.2  # --follow: how often to look for new lines
     idle_exit_s: float | None = None  # --follow: stop when the file did not grow for this long
@@ -75,11 +77,7 @@ class Publisher:
         self._js: Any = None
 
     async def __aenter__(self) -> Publisher:
-        import nats
-
-        self._nc = await nats.connect(servers=[self.settings.nats_url], max_reconnect_attempts=-1,
-                                      reconnect_time_wait=0.5, connect_timeout=2, name="moe-ids-publish")
-        self._js = self._nc.jetstream(timeout=10)
+        self._nc, self._js = await broker.connect(self.settings.nats_url, "moe-ids-publish", _log, 10.0)
         await topology.ensure_topology(self._js, update=False)
         return self
 
@@ -97,7 +95,7 @@ class Publisher:
             for subject, msg_id, payload in pending:
                 futures.append(await self._js.publish_async(subject, payload,
                                                             headers={topology.MSG_ID_HEADER: msg_id}))
-            results = await confirmations(futures, timeout=30.0)
+            results = await broker.confirmations(futures, timeout=self.settings.confirm_timeout_s)
             failed = [item for item, res in zip(pending, results) if isinstance(res, BaseException)]
             ok = [res for res in results if not isinstance(res, BaseException)]
             self.published += len(ok)
@@ -112,15 +110,8 @@ class Publisher:
                 attempt += 1
 
 
-async def confirmations(futures: list[asyncio.Future], timeout: float) -> list[Any]:
-    """Each publish's ack, or the exception (a TimeoutError for one unconfirmed within ``timeout``)."""
-    if not futures:
-        return []
-    _done, waiting = await asyncio.wait(futures, timeout=timeout)
-    for future in waiting:
-        future.cancel()
-    return [f.exception() or f.result() if not f.cancelled() else TimeoutError("publish not confirmed")
-            for f in futures]
+def _log(text: str) -> None:
+    print(f"moe-ids stream publish: {text}", file=sys.stderr, flush=True)
 
 
 async def publish_file(path: Path, settings: PublishSettings) -> dict[str, Any]:

@@ -34,10 +34,9 @@ from moe_ids.client.errors import TRANSIENT_ERRORS, MoEClientError
 from moe_ids.client.model_info import ModelInfo
 from moe_ids.extractors import DEFAULT_PROFILE
 
+from . import broker, topology
 from . import messages as msgs
-from . import topology
 from .metrics import WorkerMetrics
-from .publisher import confirmations
 
 RETRYABLE = (*TRANSIENT_ERRORS, ModelNotReadyError)  # a restarting server first loses its models
 
@@ -87,14 +86,11 @@ class ScorerWorker:
 
     # -- set-up --------------------------------------------------------------------------------------------
     async def _connect(self) -> None:
-        import nats
-
         delay = 0.2
         while not self._stopping.is_set():
             try:
-                self._nc = await nats.connect(servers=[self.settings.nats_url], max_reconnect_attempts=-1,
-                                              reconnect_time_wait=0.5, connect_timeout=2, name="moe-ids-scorer")
-                self._js = self._nc.jetstream(timeout=self.settings.publish_timeout_s)
+                self._nc, self._js = await broker.connect(self.settings.nats_url, "moe-ids-scorer", self._log,
+                                                          self.settings.publish_timeout_s)
                 await topology.ensure_topology(self._js, self.settings.topology)
                 return
             except Exception as exc:  # noqa: BLE001 - broker not up yet: the worker waits for it
@@ -279,7 +275,9 @@ class ScorerWorker:
     async def _backoff(self, attempt: int, exc: MoEClientError, held: Sequence[Any]) -> None:
         """Wait with jittered exponential backoff, keeping ``held`` messages ours (``in_progress``)."""
         self.metrics.backoff(type(exc).__name__)
-        delay = random.uniform(0.5, 1.0) * min(self.settings.max_backoff_s, 0.2 * 2 ** attempt)
+        # at most a third of AckWait, so the in_progress signals below keep the held flows ours
+        cap = min(self.settings.max_backoff_s, self.settings.topology.ack_wait_s / 3)
+        delay = random.uniform(0.5, 1.0) * min(cap, 0.2 * 2 ** attempt)
         if attempt == 0 or attempt % 10 == 0:
             self._log(f"Triton unavailable ({type(exc).__name__}: {exc}); holding {len(held)} flows, "
                       f"retrying in {delay:.1f} s")
@@ -338,7 +336,7 @@ class ScorerWorker:
         """Every publish ack (a duplicate counts: the first copy is stored), or raise and ack nothing."""
         if not futures:
             return
-        results = await confirmations(futures, self.settings.publish_timeout_s)
+        results = await broker.confirmations(futures, self.settings.publish_timeout_s)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(results)} publishes not confirmed ({failed[0]!r})")
