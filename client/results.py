@@ -7,7 +7,7 @@ Column names derive from the label sets the server publishes (``prob_normal``, `
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -117,6 +117,34 @@ def row_to_prediction(row: Mapping[str, Any], info: ModelInfo) -> Prediction:
         trust=float(row[TRUST_COLUMN]) if TRUST_COLUMN in row else None,
         out_of_distribution=bool(row[OOD_COLUMN]) if OOD_COLUMN in row else None,
     )
+
+
+def prediction_dicts(frame: pd.DataFrame, info: ModelInfo) -> list[dict[str, Any]]:
+    """``[row_to_prediction(row).to_dict() for row in frame]`` built column-wise: the same fields and values at a
+    fraction of the cost, for services that turn every verdict into a message (the streaming scorer)."""
+    n = len(frame)
+
+    def column(name: str) -> list[Any]:
+        return frame[name].tolist()
+
+    def table(names: Sequence[str], col: Callable[[str], str]) -> list[dict[str, float]]:
+        if not names:
+            return [{} for _ in range(n)]
+        values = frame[[col(x) for x in names]].to_numpy(np.float64).tolist()
+        return [dict(zip(names, row)) for row in values]
+
+    families = [None if f is None or (isinstance(f, float) and math.isnan(f)) else str(f)
+                for f in (column("family") if "family" in frame else [None] * n)]
+    trust = column(TRUST_COLUMN) if TRUST_COLUMN in frame else [None] * n
+    ood = [bool(v) for v in column(OOD_COLUMN)] if OOD_COLUMN in frame else [None] * n
+    return [
+        {"prediction": str(pred), "confidence": float(conf), "probabilities": probs, "gating": gating,
+         "family": fam, "family_probabilities": fam_probs, "model_version": info.version,
+         "trust": None if t is None else float(t), "out_of_distribution": o}
+        for pred, conf, probs, gating, fam, fam_probs, t, o in zip(
+            column("prediction"), column("confidence"), table(info.binary_labels, probability_column),
+            table(info.experts, gating_column), families, table(info.families, family_column), trust, ood)
+    ]
 
 
 def analyze(result: Prediction | Mapping[str, Any] | pd.Series) -> dict[str, Any]:

@@ -25,6 +25,7 @@ DOCKER = project_root() / "docker"
 K8S = DOCKER / "k8s"
 TRITON_PORTS = {8000, 8001, 8002}
 RESTRICTED = "model-repository,shared-memory,trace,logging"
+DOCKERFILES = ("Dockerfile", "Dockerfile.loadtest", "Dockerfile.stream")
 IMAGE_TAG = re.compile(r"^nvcr\.io/nvidia/tritonserver:(\d\d)\.(\d\d)-py3$")
 
 
@@ -106,14 +107,14 @@ def test_hadolint_passes() -> None:
     tool = venv_tool("hadolint")
     if tool is None:
         pytest.skip("hadolint not installed (dev extra)")
-    for name in ("Dockerfile", "Dockerfile.loadtest"):
+    for name in DOCKERFILES:
         subprocess.run([tool, str(DOCKER / name)], check=True, timeout=60)
 
 
 def test_dockerignore_lets_in_what_the_dockerfiles_copy() -> None:
-    allowed = [line[1:].rstrip("/") for line in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
-               if line.startswith("!")]
-    for name in ("Dockerfile", "Dockerfile.loadtest"):
+    for name in DOCKERFILES:
+        allowed = [line[1:].rstrip("/") for line in (DOCKER / f"{name}.dockerignore").read_text().splitlines()
+                   if line.startswith("!")]
         for i, args in dockerfile_instructions(DOCKER / name):
             if i == "COPY":
                 sources = [a for a in args.split()[:-1] if not a.startswith("--")]
@@ -183,10 +184,35 @@ def test_compose_locust_runs_the_project_scenarios(compose: dict) -> None:
     assert (DOCKER / "Dockerfile.loadtest").is_file()
 
 
+def test_compose_stream_profile_is_a_three_node_jetstream_cluster_with_scorers(compose: dict) -> None:
+    nodes = {name: svc for name, svc in compose["services"].items() if name.startswith("nats-")}
+    assert sorted(nodes) == ["nats-1", "nats-2", "nats-3"]
+    routes = {f"nats://{name}:6222" for name in nodes}
+    for name, node in nodes.items():
+        args = node["command"]
+        assert "--jetstream" in args and args[args.index("--name") + 1] == name
+        assert set(args[args.index("--routes") + 1].split(",")) == routes
+        assert any(v.endswith(":/data") for v in node["volumes"]) and node["profiles"] == ["stream"]
+        assert "js-enabled-only" in " ".join(node["healthcheck"]["test"])
+    assert len({v for n in nodes.values() for v in n["volumes"]}) == 3, "a store of its own per node"
+    scorer = compose["services"]["scorer"]
+    args = scorer["command"]
+    assert set(args[args.index("--nats") + 1].split(",")) == {f"nats://{n}:4222" for n in nodes}
+    assert args[args.index("--replicas") + 1] == "3" and args[args.index("--url") + 1] == "triton:8001"
+    assert scorer["build"]["dockerfile"] == "docker/Dockerfile.stream"
+    steps = dockerfile_instructions(DOCKER / "Dockerfile.stream")
+    assert any(i == "RUN" and '".[stream]"' in a for i, a in steps)
+    assert [a for i, a in steps if i == "USER"][-1].split(":")[0] not in ("root", "0")
+    entry = json.loads(next(a for i, a in steps if i == "ENTRYPOINT"))
+    assert entry[:2] == ["moe-ids", "stream"] and entry[entry.index("--metrics-port") + 1] == "9400"
+
+
 def test_prometheus_scrapes_triton_metrics_port() -> None:
     config = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
     targets = [t for job in config["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
     assert "triton:8002" in targets
+    scorer = next(job for job in config["scrape_configs"] if job["job_name"] == "scorer")
+    assert scorer["dns_sd_configs"][0]["names"] == ["scorer"] and scorer["dns_sd_configs"][0]["port"] == 9400
 
 
 def test_grafana_dashboard_uses_the_provisioned_datasource() -> None:
@@ -219,13 +245,16 @@ def test_docker_compose_config_validates() -> None:
     if cmd is None:
         pytest.skip("no Docker Compose v2 (docker compose plugin or the dev extra's docker-compose)")
     env = {**os.environ, "MOE_IDS_ADMIN_KEY": "x" * 16, "GRAFANA_ADMIN_PASSWORD": "y" * 12}
-    for profile in ([], ["--profile", "loadtest"]):
+    for profile in ([], ["--profile", "loadtest"], ["--profile", "stream"]):
         done = subprocess.run([*cmd, "-f", str(DOCKER / "compose.yaml"), *profile, "config", "--format", "json"],
                               env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         resolved = json.loads(done.stdout)
         assert int(resolved["services"]["triton"]["shm_size"]) == 1 << 30
-    assert set(resolved["services"]) == {"triton", "prometheus", "grafana", "locust-master", "locust-worker"}
+        if profile == ["--profile", "loadtest"]:
+            assert set(resolved["services"]) == {"triton", "prometheus", "grafana", "locust-master", "locust-worker"}
+    assert set(resolved["services"]) == {"triton", "prometheus", "grafana", "nats-1", "nats-2", "nats-3", "scorer"}
+    assert resolved["services"]["scorer"]["depends_on"]["nats-3"]["condition"] == "service_healthy"
 
 
 # ---------------------------------------------------------------------------------------------------- Kubernetes
@@ -244,6 +273,11 @@ def of_kind(kind: str) -> list[dict]:
     return [d for _, d in k8s_documents() if d["kind"] == kind]
 
 
+def named(kind: str, name: str) -> dict:
+    (doc,) = [d for d in of_kind(kind) if d["metadata"]["name"] == name]
+    return doc
+
+
 def test_manifests_validate_against_kubernetes_schemas() -> None:
     kv = pytest.importorskip("kubernetes_validate")
     checked = 0
@@ -257,7 +291,7 @@ def test_manifests_validate_against_kubernetes_schemas() -> None:
 
 
 def test_deployment_probes_resources_security_and_shm() -> None:
-    (deployment,) = of_kind("Deployment")
+    deployment = named("Deployment", "moe-ids-triton")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
@@ -278,25 +312,63 @@ def test_deployment_probes_resources_security_and_shm() -> None:
 
 
 def test_services_and_podmonitor_expose_the_triton_ports() -> None:
-    ports = {p["port"] for s in of_kind("Service") for p in s["spec"]["ports"]}
+    ports = {p["port"] for s in of_kind("Service") if s["metadata"]["name"].startswith("moe-ids-triton")
+             for p in s["spec"]["ports"]}
     assert ports == TRITON_PORTS
-    (monitor,) = of_kind("PodMonitor")
+    monitor = named("PodMonitor", "moe-ids-triton")
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
 
 
-def adapter_rule() -> dict:
+def adapter_config() -> dict:
     (config,) = [d for d in of_kind("ConfigMap") if d["metadata"]["name"].startswith("prometheus-adapter")]
-    return yaml.safe_load(config["data"]["config.yaml"])["rules"][0]
+    return yaml.safe_load(config["data"]["config.yaml"])
+
+
+def adapter_rule() -> dict:
+    return adapter_config()["rules"][0]
 
 
 def test_hpa_scales_on_the_adapter_queue_time_metric() -> None:
-    (hpa,) = of_kind("HorizontalPodAutoscaler")
+    hpa = named("HorizontalPodAutoscaler", "moe-ids-triton")
     metric = hpa["spec"]["metrics"][0]
     assert metric["type"] == "Pods"
     assert metric["pods"]["metric"]["name"] == adapter_rule()["name"]["as"]
-    assert hpa["spec"]["scaleTargetRef"]["name"] == of_kind("Deployment")[0]["metadata"]["name"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "moe-ids-triton"
     assert "nv_inference_queue_duration_us" in adapter_rule()["metricsQuery"]
     assert "nv_inference_request_success" in adapter_rule()["metricsQuery"]
+
+
+def test_nats_statefulset_is_a_three_node_jetstream_cluster_on_its_own_volumes() -> None:
+    nats = named("StatefulSet", "nats")
+    assert nats["spec"]["replicas"] == 3 and nats["spec"]["serviceName"] == "nats"
+    (container,) = nats["spec"]["template"]["spec"]["containers"]
+    args = dict(a.split("=", 1) if "=" in a else (a, "") for a in container["args"])
+    assert "--jetstream" in args and args["--store_dir"] == "/data"
+    assert set(args["--routes"].split(",")) == {f"nats://nats-{i}.nats:6222" for i in range(3)}
+    assert nats["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert any(m["mountPath"] == "/data" for m in container["volumeMounts"])
+    assert "js-enabled-only" in container["readinessProbe"]["httpGet"]["path"]
+    assert named("Service", "nats")["spec"]["clusterIP"] == "None"
+    assert named("PodDisruptionBudget", "nats")["spec"]["maxUnavailable"] == 1
+
+
+def test_scorer_deployment_uses_r3_streams_and_scales_on_consumer_lag() -> None:
+    scorer = named("Deployment", "moe-ids-scorer")
+    (container,) = scorer["spec"]["template"]["spec"]["containers"]
+    args = dict(a.split("=", 1) for a in container["args"])
+    assert set(args["--nats"].split(",")) == {f"nats://nats-{i}.nats:4222" for i in range(3)}
+    assert args["--replicas"] == "3" and args["--url"] == "moe-ids-triton:8001"
+    assert container["ports"][0]["containerPort"] == 9400 and container["image"] == "moe-ids-stream"
+    assert scorer["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert named("PodMonitor", "moe-ids-scorer")["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    hpa = named("HorizontalPodAutoscaler", "moe-ids-scorer")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "moe-ids-scorer"
+    (metric,) = hpa["spec"]["metrics"]
+    (rule,) = adapter_config()["externalRules"]
+    assert metric["type"] == "External" and metric["external"]["metric"]["name"] == rule["name"]["as"]
+    from moe_ids.streaming.metrics import PREFIX
+
+    assert f"{PREFIX}_consumer_pending" in rule["metricsQuery"] and f"{PREFIX}_consumer_pending" in rule["seriesQuery"]
 
 
 def test_kserve_inference_service_uses_a_triton_runtime_with_this_image() -> None:
@@ -318,7 +390,8 @@ def test_kustomize_renders() -> None:
     done = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     kinds = [d["kind"] for d in yaml.safe_load_all(done.stdout) if d]
-    assert {"Namespace", "Deployment", "Service", "HorizontalPodAutoscaler", "PodMonitor"} <= set(kinds)
+    assert {"Namespace", "Deployment", "Service", "HorizontalPodAutoscaler", "PodMonitor", "StatefulSet"} <= set(kinds)
+    assert "registry.example.com/moe-ids/moe-ids-stream:0.1.0" in done.stdout
     assert "registry.example.com/moe-ids/moe-ids-triton:0.1.0-gpu-onnx" in done.stdout
 
 
@@ -329,6 +402,8 @@ def test_dashboard_and_autoscaler_queries_parse_as_promql() -> None:
     # prometheus-adapter fills in its templates before querying
     rule = adapter_rule()["metricsQuery"].replace("<<.GroupBy>>", "namespace, pod")
     queries.append(rule.replace("<<.LabelMatchers>>", 'namespace="moe-ids", pod=~"moe-ids-triton-.*"'))
+    external = adapter_config()["externalRules"][0]["metricsQuery"]
+    queries.append(external.replace("<<.LabelMatchers>>", 'namespace="moe-ids"'))
     assert len(queries) >= 20
     for query in queries:
         promql.parse(query)  # raises ValueError naming the problem

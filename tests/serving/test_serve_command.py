@@ -1,4 +1,5 @@
-"""``moe-ids serve`` end to end: ready on the given ports, answers the printed example, stops on SIGTERM."""
+"""``moe-ids serve`` end to end: ready on the given ports, answers the printed example, starts the local
+JetStream server with ``--nats``, stops both on SIGTERM."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_serve_starts_answers_and_stops_on_sigterm(tmp_path) -> None:
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(5)]
     cmd = [sys.executable, "-m", "moe_ids.cli", "serve", "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
-           "--metrics-port", str(ports[2]), "--repository", str(tmp_path / "repository")]
+           "--metrics-port", str(ports[2]), "--repository", str(tmp_path / "repository"),
+           "--nats", "--nats-port", str(ports[3]), "--nats-monitor-port", str(ports[4]),
+           "--nats-store", str(tmp_path / "jetstream")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     lines: list[str] = []
@@ -46,6 +49,10 @@ def test_serve_starts_answers_and_stops_on_sigterm(tmp_path) -> None:
         assert {contract.PROBABILITIES, contract.PREDICTED_CLASS, contract.CONFIDENCE} <= names
         with urllib.request.urlopen(f"http://127.0.0.1:{ports[2]}/metrics", timeout=10) as resp:
             assert b"nv_inference_request_success" in resp.read()
+        assert f"moe-ids stream --nats nats://127.0.0.1:{ports[3]} --url 127.0.0.1:{ports[1]}" in out
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[4]}/varz", timeout=10) as resp:
+            varz = json.loads(resp.read())
+        assert varz["port"] == ports[3] and varz["host"] == "127.0.0.1" and varz["jetstream"]["config"]["store_dir"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         rest = proc.stdout.read()
@@ -54,5 +61,6 @@ def test_serve_starts_answers_and_stops_on_sigterm(tmp_path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    with pytest.raises(OSError):
-        urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/v2/health/ready", timeout=2)
+    for port in (ports[0], ports[4]):
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)

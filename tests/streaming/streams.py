@@ -26,12 +26,10 @@ async def stream_messages(url: str, stream: str) -> list[tuple[str, dict[str, st
         total = (await js.stream_info(stream)).state.messages
         if total == 0:
             return out
-        sub = await js.pull_subscribe(topology.STREAM_SUBJECTS[stream], stream=stream)
+        sub = await js.subscribe(topology.STREAM_SUBJECTS[stream], stream=stream, ordered_consumer=True)
         while len(out) < total:
-            batch = await sub.fetch(min(1000, total - len(out)), timeout=5)
-            for msg in batch:
-                out.append((msg.subject, dict(msg.headers or {}), msg.data))
-                await msg.ack()
+            msg = await sub.next_msg(timeout=30)
+            out.append((msg.subject, dict(msg.headers or {}), msg.data))
         await sub.unsubscribe()
     finally:
         await nc.close()

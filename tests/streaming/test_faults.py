@@ -22,7 +22,7 @@ from moe_ids.serving.bootstrap import ensure_model
 from moe_ids.serving.repository import build_repository, options_for_model
 from moe_ids.serving.server import TritonServer, free_port
 from moe_ids.streaming import topology
-from moe_ids.streaming.publisher import PublishSettings, Publisher
+from moe_ids.streaming.publisher import Publisher, PublishSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 

@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-queue-policy", action="store_true",
                    help="no priority levels or queue policies (see `moe-ids repository --help`)")
     p.add_argument("--max-restarts", type=int, default=3, help="watchdog restarts allowed within 5 minutes")
+    p.add_argument("--nats", action="store_true",
+                   help="also start a local nats-server with JetStream for `moe-ids stream` (one-machine case)")
+    p.add_argument("--nats-port", type=int, default=None, help="NATS client port with --nats (default 4222)")
+    p.add_argument("--nats-monitor-port", type=int, default=None, help="NATS monitoring port (default 8222)")
+    p.add_argument("--nats-store", type=Path, default=None,
+                   help="JetStream store directory (default: build/jetstream; kept across restarts)")
     p.set_defaults(func=run)
 
 
@@ -86,6 +92,14 @@ def run(args: argparse.Namespace) -> int:
     except ServerError as exc:
         print(exc)
         return 1
+    broker = None
+    if args.nats:
+        try:
+            broker = start_nats(args, build)
+        except RuntimeError as exc:
+            print(exc)
+            server.stop()
+            return 1
     request = example_request(build / "example_request.json")
     print(f"tritonserver {server.pid} ready, serving {repository}\n"
           f"  HTTP    http://{server.http_url}   (KServe v2)\n"
@@ -97,5 +111,23 @@ def run(args: argparse.Namespace) -> int:
           f"{contract.PREPROCESS_MODEL}, {contract.CLASSIFIER_MODEL}\n"
           f"example (one real flow):\n"
           f"  curl -s http://{server.http_url}/v2/models/{contract.ENSEMBLE_MODEL}/infer -d @{request}\n"
-          f"Ctrl-C to stop.", flush=True)
-    return supervisor.run()
+          + (f"NATS JetStream {broker.url} (store {broker.store_dir}, monitoring {broker.monitor_url})\n"
+             f"  score flows from it: moe-ids stream --nats {broker.url} --url {server.grpc_url}\n"
+             f"  send a file:         moe-ids stream publish FILE --nats {broker.url}\n" if broker else "")
+          + "Ctrl-C to stop.", flush=True)
+    try:
+        return supervisor.run()
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def start_nats(args: argparse.Namespace, build: Path):
+    """The local nats-server beside Triton; its store survives restarts so streams and consumers persist."""
+    from moe_ids.streaming import topology
+    from moe_ids.streaming.nats_server import NatsServer
+
+    server = NatsServer(args.nats_store or build / "jetstream", port=args.nats_port or topology.DEFAULT_NATS_PORT,
+                        monitor_port=args.nats_monitor_port or topology.DEFAULT_NATS_MONITOR_PORT,
+                        log_path=build / "nats-server.log")
+    return server.start()

@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replicas", type=int, default=t.replicas, help="stream replicas (3 on a JetStream cluster)")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve the worker's Prometheus metrics on 127.0.0.1:PORT (0 = any free port)")
+    p.add_argument("--metrics-host", default=d.metrics_host,
+                   help="interface of the metrics endpoint (default 127.0.0.1; 0.0.0.0 inside a container)")
     p.add_argument("--progress", type=float, default=d.progress_s, help="seconds between progress lines (0 = none)")
     p.add_argument("--idle-exit", type=float, default=None,
                    help="stop after this many seconds without flows once the consumer is drained")
@@ -78,7 +80,7 @@ def add_nats(p: argparse.ArgumentParser) -> None:
     from moe_ids.streaming import topology
 
     p.add_argument("--nats", default=topology.DEFAULT_NATS_URL,
-                   help=f"NATS server URL (default {topology.DEFAULT_NATS_URL})")
+                   help=f"NATS server URL, or a cluster's URLs comma-separated (default {topology.DEFAULT_NATS_URL})")
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -94,6 +96,7 @@ def run_worker(args: argparse.Namespace) -> int:
             nats_url=args.nats, triton_url=args.url, model_name=args.model, batch_size=args.batch_size,
             batch_wait_s=args.batch_wait_ms / 1000, inflight=args.inflight, alert_high=args.alert_high,
             alert_review=args.alert_review, max_deliveries=args.max_deliveries, metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
             progress_s=args.progress, idle_exit_s=args.idle_exit, max_runtime_s=args.max_runtime,
             topology=topology.TopologySettings(replicas=args.replicas, duplicate_window_s=args.duplicate_window,
                                                ack_wait_s=args.ack_wait))

@@ -9,10 +9,12 @@ from typing import Any
 
 
 async def connect(url: str, name: str, log: Callable[[str], None], timeout: float) -> tuple[Any, Any]:
-    """(connection, JetStream context); raises when the broker cannot be reached now."""
+    """(connection, JetStream context); ``url`` may list a cluster's servers, comma-separated. Raises when no
+    server can be reached now."""
     import nats
 
-    nc = await nats.connect(servers=[url], max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2,
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    nc = await nats.connect(servers=servers, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2,
                             name=name, **connection_callbacks(log))
     return nc, nc.jetstream(timeout=timeout)
 

@@ -20,12 +20,14 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
+from moe_ids import extractors
 from moe_ids.client.errors import InvalidInputError
 from moe_ids.client.features import column_mapping, encode_frame
 from moe_ids.client.model_info import ModelInfo
-from moe_ids.client.results import ATTACK, row_to_prediction
+from moe_ids.client.results import ATTACK, prediction_dicts
 from moe_ids.client.suricata import from_suricata_flow
 from moe_ids.client.zeek import from_zeek_conn
 from moe_ids.contract import DEFAULT_IMPUTATION_NAME
@@ -47,6 +49,7 @@ REASONS: tuple[str, ...] = (
     "too_many_deliveries",  # delivered more often than the worker's limit without a verdict
 )
 MAX_ID_LENGTH = 512
+_FEATURE_TYPES = frozenset({int, float, type(None)})  # what JSON numbers and null parse to; bool is not a number
 ALLOWED_FIELDS = frozenset({"id", "features", "sensor", "ts", "imputation", "flow"})
 
 
@@ -76,9 +79,12 @@ class FlowInput:
 def parse_input(subject: str, data: bytes, header_id: str | None = None) -> FlowInput:
     """The input a message holds, or ``Rejected``; ``header_id`` is its ``Nats-Msg-Id`` header, if any."""
     try:
-        body = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Rejected("not_json", f"payload is not JSON ({exc})") from None
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:  # Python producers write NaN / Infinity for missing values: accepted, they mean missing
+            body = json.loads(data)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise Rejected("not_json", f"payload is not JSON ({exc})") from None
     if not isinstance(body, Mapping):
         raise Rejected("not_object", f"payload is JSON {type(body).__name__}, expected an object")
     kind = topology.record_kind(subject)
@@ -93,9 +99,9 @@ def parse_input(subject: str, data: bytes, header_id: str | None = None) -> Flow
     if not isinstance(features, Mapping):
         raise Rejected("bad_features", f"message {flow_id!r}: \"features\" must be an object of name -> number "
                                        f"or null, got {type(features).__name__}")
-    for name, value in features.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise Rejected("wrong_type", f"message {flow_id!r}: feature {name!r} is {value!r} "
+    if not set(map(type, features.values())) <= _FEATURE_TYPES:
+        name, value = next((k, v) for k, v in features.items() if type(v) not in _FEATURE_TYPES)
+        raise Rejected("wrong_type", f"message {flow_id!r}: feature {name!r} is {value!r} "
                                          f"({type(value).__name__}), expected a number or null")
     imputation = body.get("imputation")
     if imputation is not None:
@@ -153,6 +159,7 @@ class FeatureEncoder:
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
         self._check = lru_cache(maxsize=256)(self._check_names)
+        self._positions: dict[tuple[str, tuple[str, ...]], tuple[list[int], list[int]] | None] = {}
 
     def _check_names(self, names: frozenset[str]) -> str | None:
         try:
@@ -172,12 +179,35 @@ class FeatureEncoder:
         out = np.full((len(flows), self.info.n_features), np.nan, dtype=np.float32)
         groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
         for i, flow in enumerate(flows):
-            groups.setdefault((flow.extractor, tuple(sorted(flow.features))), []).append(i)
+            groups.setdefault((flow.extractor, tuple(flow.features)), []).append(i)
         for (extractor, names), rows in groups.items():
-            values = np.array([[flows[i].features[n] for n in names] for i in rows], dtype=np.float64)
-            frame = pd.DataFrame(values.reshape(len(rows), len(names)), columns=list(names))
-            out[rows] = encode_frame(frame, self.info.feature_names, "ignore", extractor)
+            values = np.array([list(flows[i].features.values()) for i in rows], dtype=np.float64)
+            values = values.reshape(len(rows), len(names))
+            positions = self._identity_positions(extractor, names)
+            if positions is not None:  # the model's own semantics: straight into the tensor
+                with np.errstate(over="ignore", invalid="ignore"):
+                    block = values[:, positions[0]].astype(np.float32)
+                out[np.ix_(rows, positions[1])] = np.where(np.isfinite(block), block, np.nan)
+            else:
+                frame = pd.DataFrame(values, columns=list(names))
+                out[rows] = encode_frame(frame, self.info.feature_names, "ignore", extractor)
         return out
+
+    def _identity_positions(self, extractor: str, names: tuple[str, ...]) -> tuple[list[int], list[int]] | None:
+        """(value columns, tensor columns) when ``names`` need no conversion, else None; cached per naming."""
+        key = (extractor, names)
+        if key not in self._positions:
+            if len(self._positions) > 4096:  # producers that send only their non-null features: bounded cache
+                self._positions.clear()
+            profile = extractors.resolve(extractor, names)
+            if profile.identity:
+                mapping = column_mapping(names, self.info.feature_names, "ignore")
+                where = {name: i for i, name in enumerate(self.info.feature_names)}
+                pairs = [(j, where[mapping[n]]) for j, n in enumerate(names) if n in mapping]
+                self._positions[key] = ([p[0] for p in pairs], [p[1] for p in pairs])
+            else:
+                self._positions[key] = None
+        return self._positions[key]
 
 
 def strategies(flows: Sequence[FlowInput]) -> list[str | None]:
@@ -201,8 +231,8 @@ def verdicts(flows: Sequence[FlowInput], results: pd.DataFrame, info: ModelInfo)
     if len(results) != len(flows):
         raise ValueError(f"{len(results)} results for {len(flows)} flows")
     out = []
-    for flow, row in zip(flows, results.to_dict("records")):
-        verdict: dict[str, Any] = {"id": flow.id, **row_to_prediction(row, info).to_dict(), "sensor": flow.sensor}
+    for flow, prediction in zip(flows, prediction_dicts(results, info)):
+        verdict: dict[str, Any] = {"id": flow.id, **prediction, "sensor": flow.sensor}
         if flow.ts is not None:
             verdict["ts"] = flow.ts
         if flow.flow:
@@ -213,27 +243,8 @@ def verdicts(flows: Sequence[FlowInput], results: pd.DataFrame, info: ModelInfo)
 
 def encode_json(obj: Mapping[str, Any]) -> bytes:
     """Compact standard JSON: a non-finite number (a producer's NaN in ``ts`` or ``flow``) becomes null rather
-    than a literal other tools cannot parse."""
-    try:
-        return json.dumps(obj, separators=(",", ":"), default=_jsonable, allow_nan=False).encode()
-    except ValueError:
-        return json.dumps(_finite(obj), separators=(",", ":"), default=_jsonable, allow_nan=False).encode()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
+    than a literal other tools cannot parse; numpy scalars become numbers, anything else unknown its text."""
+    return orjson.dumps(obj, default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
 def dead_letter(subject: str, data: bytes, reason: str, detail: str, delivered: int, stream_seq: int | None) -> bytes:

@@ -9,6 +9,7 @@ one process (tests, the benchmark) without clashing.
 
 from __future__ import annotations
 
+import collections
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -49,11 +50,12 @@ class WorkerMetrics:
         self._counts = {"consumed": 0, "verdicts": 0, "attacks": 0, "alerts": 0, "dlq": 0, "redelivered": 0}
         self.port: int | None = None
 
-    def serve(self, port: int | None) -> None:
-        """Expose /metrics on 127.0.0.1:PORT (0 = a free port, recorded in ``port``); None = not at all."""
+    def serve(self, port: int | None, host: str = contract.DEFAULT_HOST) -> None:
+        """Expose /metrics on HOST:PORT (0 = a free port, recorded in ``port``); None = not at all. The host is
+        the loopback interface unless a container asks for its own interface (``--metrics-host 0.0.0.0``)."""
         if port is None:
             return
-        server, _thread = start_http_server(port, addr=contract.DEFAULT_HOST, registry=self.registry)
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
         self.port = int(server.server_address[1])
 
     def batch(self, n: int) -> None:
@@ -65,15 +67,18 @@ class WorkerMetrics:
         self.redeliveries.inc()
         self._counts["redelivered"] += 1
 
-    def verdict(self, prediction: str, severity: str | None, latency_s: float) -> None:
-        self.verdicts.labels(prediction=prediction).inc()
-        self.latency.observe(max(0.0, latency_s))
-        self._counts["verdicts"] += 1
-        if prediction == contract.BINARY_LABELS[1]:
-            self._counts["attacks"] += 1
-        if severity is not None:
-            self.alerts.labels(severity=severity).inc()
-            self._counts["alerts"] += 1
+    def verdicts_published(self, predictions: list[str], severities: list[str | None],
+                           latencies_s: list[float]) -> None:
+        """One micro-batch's verdicts (counted per batch: label lookups per flow would cost more than the flow)."""
+        for label, n in collections.Counter(predictions).items():
+            self.verdicts.labels(prediction=label).inc(n)
+        for level, n in collections.Counter(s for s in severities if s is not None).items():
+            self.alerts.labels(severity=level).inc(n)
+            self._counts["alerts"] += n
+        for latency in latencies_s:
+            self.latency.observe(max(0.0, latency))
+        self._counts["verdicts"] += len(predictions)
+        self._counts["attacks"] += sum(1 for p in predictions if p == contract.BINARY_LABELS[1])
 
     def dead_lettered(self, reason: str) -> None:
         self.dlq.labels(reason=reason).inc()

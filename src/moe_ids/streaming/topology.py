@@ -12,6 +12,7 @@ deployment expects longer outages.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 FLOWS, VERDICTS, ALERTS, DLQ = "FLOWS", "VERDICTS", "ALERTS", "DLQ"
@@ -49,6 +50,7 @@ class TopologySettings:
                              f"{self.ack_wait_s:g} s, or redelivered flows could be scored twice")
 
 
+@lru_cache(maxsize=1024)
 def sensor_token(sensor: Any) -> str:
     """A sensor name as one subject token (no dots, wildcards or spaces)."""
     text = str(sensor).strip() if sensor is not None else ""

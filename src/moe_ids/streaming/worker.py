@@ -39,6 +39,7 @@ from . import messages as msgs
 from .metrics import WorkerMetrics
 
 RETRYABLE = (*TRANSIENT_ERRORS, ModelNotReadyError)  # a restarting server first loses its models
+LAG_POLL_S = 2.0
 
 
 @dataclass
@@ -57,7 +58,8 @@ class WorkerSettings:
     publish_timeout_s: float = 10.0
     max_backoff_s: float = 5.0
     topology: topology.TopologySettings = field(default_factory=topology.TopologySettings)
-    metrics_port: int | None = None  # Prometheus /metrics on 127.0.0.1:PORT (0 = any free port)
+    metrics_port: int | None = None  # Prometheus /metrics on METRICS_HOST:PORT (0 = any free port)
+    metrics_host: str = contract.DEFAULT_HOST
     progress_s: float = 10.0  # a progress line on stderr this often (0 = none)
     idle_exit_s: float | None = None  # stop when nothing arrived for this long and the consumer is drained
     max_runtime_s: float | None = None
@@ -123,7 +125,7 @@ class ScorerWorker:
                 loop.add_signal_handler(sig, self.stop)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
-        self.metrics.serve(self.settings.metrics_port)
+        self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
         await self._connect()
         if self._stopping.is_set():
             return 0
@@ -311,9 +313,10 @@ class ScorerWorker:
                     headers={topology.MSG_ID_HEADER: topology.ALERT_ID_PREFIX + flow.id}))
         await self._await_publishes(futures)
         now = datetime.now(timezone.utc)
-        for (msg, _), verdict, level in zip(good, verdicts, severities):
+        for msg, _ in good:
             await msg.ack()
-            self.metrics.verdict(verdict["prediction"], level, (now - msg.metadata.timestamp).total_seconds())
+        self.metrics.verdicts_published([v["prediction"] for v in verdicts], severities,
+                                        [(now - msg.metadata.timestamp).total_seconds() for msg, _ in good])
 
     async def _dead_letter(self, rejected: list[tuple[Any, msgs.Rejected]]) -> None:
         futures = []
@@ -344,16 +347,19 @@ class ScorerWorker:
 
     # -- helpers -------------------------------------------------------------------------------------------
     async def _report(self) -> None:
-        if self.settings.progress_s <= 0:
-            return
+        """The consumer's lag into the metrics every few seconds (the autoscaler's signal), and the progress
+        line every ``progress_s``."""
+        last_line = time.monotonic()
         while True:
-            await asyncio.sleep(self.settings.progress_s)
+            await asyncio.sleep(LAG_POLL_S)
             try:
                 info = await self._js.consumer_info(topology.FLOWS, topology.CONSUMER)
                 self.metrics.lag(info.num_pending or 0, info.num_ack_pending or 0)
             except Exception:  # noqa: BLE001 - broker restarting
                 pass
-            self._log(self.metrics.progress_line())
+            if self.settings.progress_s > 0 and time.monotonic() - last_line >= self.settings.progress_s:
+                last_line = time.monotonic()
+                self._log(self.metrics.progress_line())
 
     async def _sleep(self, seconds: float) -> None:
         try:
