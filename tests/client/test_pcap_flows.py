@@ -58,3 +58,103 @@ def test_other_network_times_are_microseconds() -> None:
     assert timed.mean() > 0.9 and f.loc[timed, "Flow Duration"].min() >= 1000  # whole milliseconds, in us
     ratio = f.loc[timed, "Flow Packets/s"] * f.loc[timed, "Flow Duration"] / 1e6
     np.testing.assert_allclose(ratio, f.loc[timed, "Total Fwd Packets"] + f.loc[timed, "Total Backward Packets"])
+
+
+def _capture_loopback_exchange(path, requests: list[int], reply: int, pause_s: float) -> dict:
+    """Real traffic generated here: a TCP client sends ``requests`` payloads (sizes in bytes, one send each,
+    ``pause_s`` apart), the server answers ``reply`` bytes, both close. Captured with an AF_PACKET socket on
+    ``lo`` (as libpcap does, outgoing copies are dropped) and written as a pcap file. Returns what was sent."""
+    import socket
+    import struct
+    import threading
+    import time
+
+    try:
+        sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    except (PermissionError, AttributeError, OSError) as exc:
+        pytest.skip(f"capturing on the loopback interface needs CAP_NET_RAW ({exc})")
+    sniffer.bind(("lo", 0))
+    sniffer.settimeout(0.2)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    packets: list[tuple[float, bytes]] = []
+    done = threading.Event()
+
+    def capture() -> None:
+        while not done.is_set():
+            try:
+                frame, address = sniffer.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if address[2] == socket.PACKET_OUTGOING:
+                continue
+            ports = struct.unpack("!HH", frame[34:38]) if len(frame) >= 38 and frame[23] == 6 else ()
+            if port in ports:
+                packets.append((time.time(), frame))
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        received = 0
+        while received < sum(requests):
+            received += len(conn.recv(65536))
+        conn.sendall(b"r" * reply)
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(1)
+        conn.close()
+
+    capturer, answerer = threading.Thread(target=capture), threading.Thread(target=serve)
+    capturer.start()
+    answerer.start()
+    client = socket.create_connection(("127.0.0.1", port))
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for size in requests:
+        client.sendall(b"q" * size)
+        time.sleep(pause_s)
+    got = 0
+    while got < reply:
+        got += len(client.recv(65536))
+    client.shutdown(socket.SHUT_WR)
+    client.recv(1)
+    client.close()
+    answerer.join(timeout=10)
+    time.sleep(0.3)
+    done.set()
+    capturer.join(timeout=5)
+    sniffer.close()
+    server.close()
+    with open(path, "wb") as fh:  # classic pcap, Ethernet link type (Linux gives lo frames an Ethernet header)
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for ts, frame in packets:
+            fh.write(struct.pack("<IIII", int(ts), int((ts % 1) * 1e6), len(frame), len(frame)))
+            fh.write(frame)
+    return {"port": port, "packets": packets}
+
+
+def _payload(frame: bytes) -> int:
+    ihl = (frame[14] & 0x0F) * 4
+    total = int.from_bytes(frame[16:18], "big")
+    tcp_header = (frame[14 + ihl + 12] >> 4) * 4
+    return total - ihl - tcp_header
+
+
+def test_a_capture_made_on_loopback_maps_to_the_sizes_and_counts_sent(tmp_path) -> None:
+    requests, reply = [100, 200, 300], 1000
+    sent = _capture_loopback_exchange(tmp_path / "exchange.pcap", requests, reply, pause_s=0.05)
+    (chunk,) = read_pcap(tmp_path / "exchange.pcap")
+    assert len(chunk.features) == 1
+    f = chunk.features.iloc[0]
+    port = sent["port"]
+    fwd = [fr for _, fr in sent["packets"] if int.from_bytes(fr[36:38], "big") == port]  # to the server
+    bwd = [fr for _, fr in sent["packets"] if int.from_bytes(fr[34:36], "big") == port]
+    assert f["Total Fwd Packets"] == len(fwd) and f["Total Backward Packets"] == len(bwd)
+    # payload bytes, as CICFlowMeter counts them - not frame bytes
+    assert f["Total Length of Fwd Packets"] == sum(requests) == sum(_payload(fr) for fr in fwd)
+    assert f["Total Length of Bwd Packets"] == reply == sum(_payload(fr) for fr in bwd)
+    assert f["Fwd Packet Length Max"] == max(requests)
+    assert f["SYN Flag Count"] == 2 and f["FIN Flag Count"] == 2
+    assert chunk.ids.iloc[0]["dst_port"] == port and chunk.ids.iloc[0]["src_ip"] == "127.0.0.1"
+    # the sends were 50 ms apart: NFStream's millisecond clock tells that duration, in microseconds
+    span_us = (sent["packets"][-1][0] - sent["packets"][0][0]) * 1e6
+    assert f["Flow Duration"] == pytest.approx(span_us, abs=1500) and f["Flow Duration"] >= 100_000
