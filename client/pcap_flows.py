@@ -14,6 +14,7 @@ Flows expire after 120 s idle or 120 s active, CICFlowMeter's flow timeout. Need
 from __future__ import annotations
 
 import gzip
+import multiprocessing
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -113,6 +114,11 @@ def read_pcap(path: str | Path, chunk_rows: int = 16384) -> Iterator[SensorChunk
                 shutil.copyfileobj(src, dst)
         streamer = nfstream.NFStreamer(source=str(source), statistical_analysis=True, accounting_mode=3,
                                        n_dissections=0, idle_timeout=FLOW_TIMEOUT_S, active_timeout=FLOW_TIMEOUT_S)
+        # NFStream forks its meter processes on Linux. A fork of a process that already runs gRPC, ONNX Runtime
+        # or other threads (any SDK user, `moe-ids score`) copies their locks mid-use and the child can spin
+        # forever; fresh interpreters ("spawn", NFStream's own choice on Windows) inherit nothing. NFStream
+        # 6.5.4 keeps the context in this attribute and offers no option for it.
+        streamer._mp_context = multiprocessing.get_context("spawn")
         try:
             flows = streamer.to_pandas()
         except Exception as exc:  # noqa: BLE001 - NFStream reports unreadable captures in several ways

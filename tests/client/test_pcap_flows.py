@@ -158,3 +158,16 @@ def test_a_capture_made_on_loopback_maps_to_the_sizes_and_counts_sent(tmp_path) 
     # the sends were 50 ms apart: NFStream's millisecond clock tells that duration, in microseconds
     span_us = (sent["packets"][-1][0] - sent["packets"][0][0]) * 1e6
     assert f["Flow Duration"] == pytest.approx(span_us, abs=1500) and f["Flow Duration"] >= 100_000
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_capture_is_read_in_a_process_that_runs_grpc_clients(triton_server) -> None:
+    """NFStream's workers must not be forks of a process with live gRPC threads (they could spin forever)."""
+    from moe_ids.client import MoEClient
+
+    with MoEClient(triton_server.grpc_url) as client:
+        assert client.health()["ready"]
+        (chunk,) = read_pcap(SCAN)
+        result = client.predict_batch(chunk.features)
+    assert len(result) == 1001

@@ -1,4 +1,5 @@
-"""Served outputs equal the offline PyTorch model's on real held-out flows, for every imputation strategy.
+"""Served outputs equal the offline PyTorch model's on real held-out flows, for every imputation strategy, in
+both cpu layouts: the ensemble (Python preprocess -> Python ONNX Runtime model) and the one-hop model.
 
 Tolerance: 1e-5 absolute on probabilities, gating and family probabilities (fp32 ONNX Runtime vs fp32
 PyTorch; the measured gap is below 2e-6). Preprocessing is the same code in both paths, so any larger gap
@@ -16,15 +17,26 @@ from serving_requests import features_input, infer
 from moe_ids import contract
 from moe_ids.export.verify import TRUST_TOLERANCE
 from moe_ids.preprocessing import STRATEGIES
+from moe_ids.serving.repository import LAYOUTS
 from moe_ids.trust import DEFAULT_ALPHA
 
 pytestmark = pytest.mark.integration
 ATOL = 1e-5
 
 
+@pytest.fixture(scope="module", params=LAYOUTS)
+def served(request, triton_server, triton_serving, tmp_path_factory):
+    """The session's ensemble server, or a server of the one-hop layout."""
+    if request.param == "ensemble":
+        yield triton_server
+    else:
+        with triton_serving(tmp_path_factory.mktemp("one-hop"), layout=request.param) as server:
+            yield server
+
+
 @pytest.fixture(scope="module")
-def client(triton_server) -> grpcclient.InferenceServerClient:
-    return grpcclient.InferenceServerClient(triton_server.grpc_url)
+def client(served) -> grpcclient.InferenceServerClient:
+    return grpcclient.InferenceServerClient(served.grpc_url)
 
 
 def reference(reference_model, x: np.ndarray, strategy: str | None) -> dict[str, np.ndarray]:
@@ -96,8 +108,8 @@ def test_single_flows_match_batched(client, held_out_flows) -> None:
     np.testing.assert_allclose(single, batched, atol=ATOL, rtol=0)
 
 
-def test_http_json_with_nan(triton_server, reference_model, held_out_flows) -> None:
-    client = httpclient.InferenceServerClient(triton_server.http_url)
+def test_http_json_with_nan(served, reference_model, held_out_flows) -> None:
+    client = httpclient.InferenceServerClient(served.http_url)
     x = held_out_flows[-4:]
     assert np.isnan(x).any()
     tensor = httpclient.InferInput(contract.INPUT_FEATURES, list(x.shape), "FP32")
@@ -133,5 +145,28 @@ def test_model_config_publishes_version_and_labels(client) -> None:
     assert config.parameters["model_version"].string_value == version
     labels = config.parameters[f"labels_{contract.PROBABILITIES}"].string_value.split(",")
     assert labels == list(contract.OUTPUT_LABELS[contract.PROBABILITIES])
-    for model in (contract.ENSEMBLE_MODEL, contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL):
-        assert client.is_model_ready(model)
+    steps = (contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL)
+    assert client.is_model_ready(contract.ENSEMBLE_MODEL)
+    if config.platform == "ensemble":
+        assert all(client.is_model_ready(model) for model in steps)
+    else:  # one hop: the same public model, nothing behind it
+        assert config.backend == "python"
+        assert [m.name for m in client.get_model_repository_index().models] == [contract.ENSEMBLE_MODEL]
+
+
+def test_a_bad_request_gets_its_own_error_and_the_server_stays_up(client, held_out_flows) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException) as err:
+        infer(client, held_out_flows[:2], ["median", "mode"])
+    assert contract.INPUT_IMPUTATION in err.value.message() and "mode" in err.value.message()
+    assert infer(client, held_out_flows[:2])[contract.PROBABILITIES].shape == (2, 2)
+
+
+def test_model_metrics_are_published(served, client, held_out_flows) -> None:
+    import urllib.request
+
+    infer(client, held_out_flows[:4])
+    text = urllib.request.urlopen(f"http://{served.metrics_url}/metrics", timeout=10).read().decode()
+    for family in ("moe_ids_flows_total", "moe_ids_missing_values_total", "moe_ids_predictions_total"):
+        assert family in text, family

@@ -161,6 +161,33 @@ def test_build_repository_copies_the_artifacts(tmp_path: Path) -> None:
     assert stats.read_text() == (model_dir / artifacts.PREPROCESSING).read_text()
 
 
+def test_one_hop_layout_is_one_public_model_with_the_ensembles_interface(tmp_path: Path) -> None:
+    from moe_ids.serving.bootstrap import ensure_model
+
+    ensemble = parse_configs(render_repository(RepositoryOptions()))[contract.ENSEMBLE_MODEL]
+    files = render_repository(RepositoryOptions(layout="one-hop"))
+    (config,) = parse_configs(files).values()
+    assert config.name == contract.ENSEMBLE_MODEL and config.backend == "python"
+    assert [(t.name, t.data_type, list(t.dims), t.optional) for t in config.input] == \
+        [(t.name, t.data_type, list(t.dims), t.optional) for t in ensemble.input]
+    assert [(t.name, t.data_type, list(t.dims), t.label_filename) for t in config.output] == \
+        [(t.name, t.data_type, list(t.dims), t.label_filename) for t in ensemble.output]
+    for key, value in ensemble.parameters.items():  # what clients read: version, features, labels
+        assert config.parameters[key].string_value == value.string_value, key
+    db = config.dynamic_batching  # it admits requests: the priorities and deadlines of the first step
+    assert db.priority_levels == 2 and db.default_queue_policy.default_timeout_microseconds > 0
+    assert "onehop" in files[f"{contract.ENSEMBLE_MODEL}/1/model.py"]
+    assert not any(c.name == contract.ADMITTED_NS for c in config.output)
+    out = build_repository(ensure_model(), tmp_path / "repo", RepositoryOptions(layout="one-hop"))
+    assert sorted(p.name for p in out.iterdir()) == [contract.ENSEMBLE_MODEL]
+    assert {p.name for p in (out / contract.ENSEMBLE_MODEL / "1").iterdir()} >= {
+        artifacts.ONNX_FP32, artifacts.PREPROCESSING, "model.py"}
+    with pytest.raises(ValueError, match="one-hop"):
+        RepositoryOptions(target="gpu-onnx", layout="one-hop")
+    with pytest.raises(ValueError, match="layout"):
+        RepositoryOptions(layout="two-hop")
+
+
 def test_build_repository_names_missing_artifacts(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="model.plan"):
         build_repository(tmp_path, tmp_path / "repo", RepositoryOptions(target="gpu-trt"))

@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=TARGETS, default="cpu",
                    help="cpu: ONNX Runtime in a Python-backend model; gpu-onnx: Triton's onnxruntime backend "
                         "on GPU; gpu-trt: a TensorRT plan")
+    add_layout(p, d.layout)
     p.add_argument("--model-dir", type=Path, default=None, help="model artifacts (default: models/default)")
     p.add_argument("--output", type=Path, default=None, help="repository directory (default: build/repository-TARGET)")
     p.add_argument("--instances", type=int, default=None,
@@ -38,6 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def add_layout(p: argparse.ArgumentParser, default: str) -> None:
+    from moe_ids.serving.repository import LAYOUTS
+
+    p.add_argument("--layout", choices=LAYOUTS, default=default,
+                   help="cpu: 'ensemble' (Python preprocess -> Python ONNX Runtime model) or 'one-hop' (both in one "
+                        f"Python model under the same name, inputs and outputs); default {default}")
+
+
 def instance_overrides(args: argparse.Namespace) -> dict[str, int]:
     """Instance counts given on the command line: --instances for both steps, the specific flags win."""
     out = {}
@@ -52,7 +61,7 @@ def instance_overrides(args: argparse.Namespace) -> dict[str, int]:
 def options_from_args(args: argparse.Namespace, model_dir: Path):
     from moe_ids.serving.repository import options_for_model
 
-    return options_for_model(model_dir, target=args.target, **instance_overrides(args),
+    return options_for_model(model_dir, target=args.target, layout=args.layout, **instance_overrides(args),
                              max_batch_size=args.max_batch_size, threads=args.threads,
                              max_queue_delay_us=args.max_queue_delay_us,
                              tensorrt_accelerator=args.tensorrt_accelerator,

@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=TARGETS, default="cpu",
                    help="repository target; the bundled tritonserver runs only cpu (gpu targets need NVIDIA's "
                         "container: build them with `moe-ids repository`)")
+    from moe_ids.commands.repository import add_layout
+    from moe_ids.serving.repository import RepositoryOptions
+
+    add_layout(p, RepositoryOptions().layout)
     p.add_argument("--model-dir", type=Path, default=None, help="model artifacts (default: models/default)")
     p.add_argument("--repository", type=Path, default=None,
                    help="where to generate the repository (default: build/serve-repository)")
@@ -82,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         overrides["threads"] = args.threads
     overrides["queue_policy"] = not args.no_queue_policy
+    overrides["layout"] = args.layout
     build_repository(model_dir, repository, options_for_model(model_dir, **overrides))
     server = TritonServer(repository, http_port=args.http_port, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port, log_path=build / "tritonserver.log")

@@ -106,6 +106,19 @@ def _request_parameter(request, key: str) -> Any:
     return params.get(key)
 
 
+def read_request(request, default_code: int) -> tuple[np.ndarray, int | np.ndarray]:
+    """One request's validated FEATURES and imputation code(s); PreprocessingError naming the problem."""
+    tensors = inputs_by_name(request)
+    tensor = tensors.get(INPUT_FEATURES)
+    if tensor is None:
+        raise PreprocessingError(f"{INPUT_FEATURES}: missing input")
+    x = validate_features(tensor.as_numpy())
+    imputation = tensors.get(INPUT_IMPUTATION)
+    values = None if imputation is None else imputation.as_numpy()
+    codes = request_codes(values, _request_parameter(request, PARAMETER_IMPUTATION), x.shape[0], default_code)
+    return x, codes
+
+
 class TritonPythonModel:
     """Triton entry point (the model.py shim imports this class)."""
 
@@ -124,16 +137,7 @@ class TritonPythonModel:
                                                 reference=load_drift_reference(version_dir))
 
     def _read(self, request) -> tuple[np.ndarray, int | np.ndarray]:
-        tensors = inputs_by_name(request)
-        tensor = tensors.get(INPUT_FEATURES)
-        if tensor is None:
-            raise PreprocessingError(f"{INPUT_FEATURES}: missing input")
-        x = validate_features(tensor.as_numpy())
-        imputation = tensors.get(INPUT_IMPUTATION)
-        values = None if imputation is None else imputation.as_numpy()
-        codes = request_codes(values, _request_parameter(request, PARAMETER_IMPUTATION), x.shape[0],
-                              self.default_code)
-        return x, codes
+        return read_request(request, self.default_code)
 
     def execute(self, requests: list) -> list:
         pb = self.pb

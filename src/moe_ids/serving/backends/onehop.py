@@ -1,0 +1,74 @@
+"""``moe_ids`` in the one-hop cpu layout: validation, imputation, scaling and ONNX Runtime in one Python model.
+
+On a CPU-only server the ensemble chains two Python-backend models, and every execution of each pays the
+Python backend's fixed hop (about 250-300 us: shared-memory tensors, the stub's IPC). This model does both
+steps in one execution with the same code and numbers (``preprocess.read_request``, ``Preprocessor``,
+``classifier.OnnxSessions``): every request's rows are validated on their own (a bad request gets its own
+error, the others are scored), concatenated, preprocessed and run once, and the outputs are split back. It
+publishes the input and output metrics of both steps. The GPU targets keep the ensemble, because their
+classifier is a native backend behind the Python preprocess step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from moe_ids.contract import GATING, ONNX_OUTPUTS, OUT_OF_DISTRIBUTION, PROBABILITIES
+from moe_ids.preprocessing import PreprocessingError, PreprocessingStats, Preprocessor, strategy_code
+from moe_ids.serving.backends.batching import concat, invalid_argument, model_parameters, row_offsets, split
+from moe_ids.serving.backends.classifier import OnnxSessions
+from moe_ids.serving.backends.preprocess import batch_codes, read_request
+from moe_ids.serving.monitoring import Monitor, load_drift_reference
+from moe_ids.serving.repository import PARAM_DEFAULT_STRATEGY, PARAM_STATS_FILE, STATS_FILE
+
+
+class TritonPythonModel:
+    """Triton entry point (the model.py shim imports this class)."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        import triton_python_backend_utils as pb_utils
+
+        self.pb = pb_utils
+        params, version_dir = model_parameters(args)
+        stats = PreprocessingStats.from_json(version_dir / params.get(PARAM_STATS_FILE, STATS_FILE))
+        self.preprocessor = Preprocessor(stats)
+        self.default_code = strategy_code(params.get(PARAM_DEFAULT_STRATEGY) or stats.default_strategy)
+        self.sessions = OnnxSessions.from_parameters(params, version_dir)
+        self.monitor = Monitor.from_triton_args(args, pb_utils, inputs=True, outputs=True, stats=stats,
+                                                reference=load_drift_reference(version_dir))
+
+    def execute(self, requests: list) -> list:
+        pb = self.pb
+        responses: list = [None] * len(requests)
+        good, xs, codes = [], [], []
+        for i, request in enumerate(requests):
+            try:
+                x, c = read_request(request, self.default_code)
+            except PreprocessingError as exc:
+                responses[i] = invalid_argument(pb, str(exc))
+                continue
+            good.append(i)
+            xs.append(x)
+            codes.append(c)
+        if not good:
+            return responses
+        sizes = [x.shape[0] for x in xs]
+        features, row_codes = concat(xs), batch_codes(codes, sizes)
+        try:
+            tabular, temporal, mask = self.preprocessor.transform(features, row_codes)
+            outputs = self.sessions.run(tabular, temporal, mask)
+        except Exception as exc:  # noqa: BLE001 - reported to every caller of the batch, the server stays up
+            for i in good:
+                responses[i] = pb.InferenceResponse(error=pb.TritonError(f"moe_ids failed: {exc}"))
+            return responses
+        self.monitor.observe_inputs(features, row_codes)
+        self.monitor.observe_outputs(outputs[PROBABILITIES], outputs[GATING], tabular, outputs[OUT_OF_DISTRIBUTION])
+        offsets = row_offsets(sizes)
+        per_output = {name: split(np.asarray(outputs[name]), offsets) for name in ONNX_OUTPUTS}
+        for k, i in enumerate(good):
+            responses[i] = pb.InferenceResponse(
+                output_tensors=[pb.Tensor(name, per_output[name][k]) for name in ONNX_OUTPUTS])
+        return responses
+
+    def finalize(self) -> None:
+        self.monitor.close()
