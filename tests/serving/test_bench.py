@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEYS = ("ceiling_flows_per_s", "served_batched_flows_per_s", "served_single_flows_per_s",
         "bare_single_flows_per_s", "baseline_single_flows_per_s")
 SCENARIOS = ("ceiling", "served_batched", "served_single", "bare_single", "baseline_single", "floor_single",
-             "floor_bare")
+             "floor_bare", "one_hop_batched", "one_hop_single")
 
 
 def test_bench_json_reports_every_scenario() -> None:
@@ -23,7 +23,10 @@ def test_bench_json_reports_every_scenario() -> None:
     report = json.loads(proc.stdout)  # exactly one JSON object on stdout
     for key in KEYS:
         assert report[key] > 0, key
-    assert set(report["ratios"]) == {"batched_vs_ceiling", "single_vs_bare", "single_vs_baseline"}
+    assert set(report["ratios"]) == {"batched_vs_ceiling", "single_vs_bare", "single_vs_baseline",
+                                     "one_hop_batched_vs_ceiling", "one_hop_single_vs_bare"}
+    single = report["scenarios"]["one_hop_single"]["flows_per_s"] / report["scenarios"]["served_single"]["flows_per_s"]
+    assert report["one_hop_vs_ensemble"]["single"] == pytest.approx(single, abs=1e-3)
     assert all(value > 0 for value in report["ratios"].values())
     for name in SCENARIOS:
         assert report[f"{name}_p50_ms"] > 0 and report[f"{name}_p99_ms"] >= report[f"{name}_p50_ms"]

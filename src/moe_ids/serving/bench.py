@@ -38,7 +38,32 @@ BATCH = 1024
 BATCHED_IN_FLIGHT = 4
 SINGLE_IN_FLIGHT = 32
 MAX_ERRORS = 50
-GOALS = {"batched_vs_ceiling": 0.90, "single_vs_bare": 0.95, "single_vs_baseline": 15.0}
+GOALS = {"batched_vs_ceiling": 0.90, "single_vs_bare": 0.95, "single_vs_baseline": 15.0,
+         "one_hop_batched_vs_ceiling": 0.90, "one_hop_single_vs_bare": 0.95}
+ONE_HOP_MODEL = "moe_ids_one_hop"  # the one-hop layout's model, served beside the ensemble under its own name
+
+
+def add_one_hop_model(repository: Path, model_dir: Path, opts) -> str:
+    """The one-hop layout's ``moe_ids`` model, renamed, in ``repository`` next to the ensemble: both layouts are
+    measured by the same server in the same session."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from moe_ids.serving.repository import HEADER, build_repository
+
+    with tempfile.TemporaryDirectory(prefix="one-hop-") as tmp:
+        built = build_repository(model_dir, Path(tmp), dataclasses.replace(opts, layout="one-hop"))
+        target = Path(repository) / ONE_HOP_MODEL
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.move(str(built / contract.ENSEMBLE_MODEL), target)
+    config = text_format.Parse((target / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    config.name = ONE_HOP_MODEL
+    (target / "config.pbtxt").write_text(HEADER + text_format.MessageToString(config))
+    return ONE_HOP_MODEL
 
 
 @dataclass
@@ -335,21 +360,26 @@ def run_benchmark(seconds: float = 10.0, model_dir: Path | None = None, log: Cal
     x = held_out_flows()
     chunk = seconds / rounds
     parts: dict[str, list[Result]] = {k: [] for k in ("ceiling", "served_batched", "served_single", "bare_single",
-                                                      "floor_single", "floor_bare")}
+                                                      "one_hop_batched", "one_hop_single", "floor_single",
+                                                      "floor_bare")}
     ceiling = Ceiling(model_dir, x)
     with tempfile.TemporaryDirectory(prefix="moe-ids-bench-", dir=work_dir) as tmp:
         opts = options_for_model(model_dir, **repository_options)
         repository = build_repository(model_dir, Path(tmp) / "repository", opts)
         add_floor_models(repository, opts)
+        add_one_hop_model(repository, model_dir, opts)
         with TritonServer(repository, log_path=Path(tmp) / "tritonserver.log") as server:
             url = server.grpc_url
             batched, single = _features_payloads(x, BATCH, 4), _features_payloads(x, 1, 512)
             bare = _classifier_payloads(model_dir, x, 512)
+            one_hop_batched = _features_payloads(x, BATCH, 4, ONE_HOP_MODEL)
+            one_hop_single = _features_payloads(x, 1, 512, ONE_HOP_MODEL)
             floor_single = _features_payloads(x, 1, 512, FLOOR_ENSEMBLE)
             floor_bare = _classifier_payloads(model_dir, x, 512, FLOOR_MODEL)
             log(f"tritonserver on {url} (gRPC); {rounds} rounds of {chunk:.2f} s per scenario: ceiling "
                 f"(in-process, batch {BATCH}), ensemble {BATCH} flows x {BATCHED_IN_FLIGHT} in flight, "
-                f"ensemble 1 flow x {SINGLE_IN_FLIGHT}, {contract.CLASSIFIER_MODEL} 1 flow x {SINGLE_IN_FLIGHT}, "
+                f"ensemble 1 flow x {SINGLE_IN_FLIGHT}, {contract.CLASSIFIER_MODEL} 1 flow x {SINGLE_IN_FLIGHT}, the "
+                f"one-hop layout ({ONE_HOP_MODEL}) batched and single, "
                 f"and the same two against do-nothing models ({FLOOR_ENSEMBLE}, {FLOOR_MODEL})")
             for r in range(rounds):
                 warm = 0.5 if r == 0 else 0.1
@@ -360,6 +390,10 @@ def run_benchmark(seconds: float = 10.0, model_dir: Path | None = None, log: Cal
                                                                "served_single", warm))
                 parts["bare_single"].append(closed_loop_grpc(url, bare, 1, SINGLE_IN_FLIGHT, chunk,
                                                              "bare_single", warm))
+                parts["one_hop_batched"].append(closed_loop_grpc(url, one_hop_batched, BATCH, BATCHED_IN_FLIGHT,
+                                                                 chunk, "one_hop_batched", warm))
+                parts["one_hop_single"].append(closed_loop_grpc(url, one_hop_single, 1, SINGLE_IN_FLIGHT, chunk,
+                                                                "one_hop_single", warm))
                 parts["floor_single"].append(closed_loop_grpc(url, floor_single, 1, SINGLE_IN_FLIGHT, chunk,
                                                               "floor_single", warm))
                 parts["floor_bare"].append(closed_loop_grpc(url, floor_bare, 1, SINGLE_IN_FLIGHT, chunk,
@@ -403,7 +437,12 @@ def build_report(results: dict[str, Result], seconds: float, opts, batch_stats: 
             "batched_vs_ceiling": ratio("served_batched", "ceiling"),
             "single_vs_bare": ratio("served_single", "bare_single"),
             "single_vs_baseline": ratio("served_single", "baseline_single"),
+            "one_hop_batched_vs_ceiling": ratio("one_hop_batched", "ceiling"),
+            "one_hop_single_vs_bare": ratio("one_hop_single", "bare_single"),
         },
+        # the cpu layouts side by side, same server, same session (docs/production.md: which one is the default)
+        "one_hop_vs_ensemble": {"single": ratio("one_hop_single", "served_single"),
+                                "batched": ratio("one_hop_batched", "served_batched")},
         "goals": GOALS,
         # Two do-nothing Python-backend hops against one, same load: the best single_vs_bare attainable here.
         "floor": {
@@ -442,6 +481,8 @@ def format_report(report: dict) -> str:
     lines.append(f"floor: do-nothing ensemble / do-nothing model {floor['single_vs_bare']:.3f} (the best "
                  f"single_vs_bare two Python-backend hops reach here); served single / do-nothing ensemble "
                  f"{floor['served_single_vs_floor_single']:.3f}")
+    layouts = report["one_hop_vs_ensemble"]
+    lines.append(f"one-hop / ensemble layout: single {layouts['single']:.3f}, batched {layouts['batched']:.3f}")
     lines.append(f"mean flows per execution (whole run): {report['mean_flows_per_execution']}")
     onnx_only = report["scenarios"]["ceiling"]["notes"].get("onnx_only_flows_per_s")
     if onnx_only:
