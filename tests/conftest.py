@@ -1,8 +1,9 @@
 """Shared fixtures. ``triton_server``: one real tritonserver per test session, on free ports.
 
-It serves the default cpu repository generated from ``models/default`` (trained and exported first if
-missing) into a temporary directory, so tests never touch the committed ``model_repository/`` or ports
-another server uses. Tests reach it through ``.http_url``, ``.grpc_url``, ``.metrics_url`` ("127.0.0.1:PORT"),
+It serves the cpu repository in the ensemble layout (whose composing models many serving tests inspect)
+generated from ``models/default`` (trained and exported first if missing) into a temporary directory, so
+tests never touch the committed ``model_repository/`` or ports another server uses; ``serving`` without a
+layout serves the cpu default (one-hop). Tests reach it through ``.http_url``, ``.grpc_url``, ``.metrics_url`` ("127.0.0.1:PORT"),
 ``.pid`` and ``.repository``; it is stopped (SIGTERM, then SIGKILL) at the end of the session.
 """
 
@@ -37,5 +38,5 @@ def triton_serving() -> Callable[..., AbstractContextManager]:
 
 @pytest.fixture(scope="session")
 def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    with serving(tmp_path_factory.mktemp("triton")) as server:
+    with serving(tmp_path_factory.mktemp("triton"), layout="ensemble") as server:
         yield server

@@ -35,7 +35,7 @@ PYTHON_MODELS = (contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL)
 
 @pytest.fixture(scope="module")
 def server(triton_serving, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    with triton_serving(tmp_path_factory.mktemp("faults"), warmup_batch_sizes=()) as srv:
+    with triton_serving(tmp_path_factory.mktemp("faults"), layout="ensemble", warmup_batch_sizes=()) as srv:
         yield srv
 
 

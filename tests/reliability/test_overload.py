@@ -31,8 +31,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def tiny_queue_server(triton_serving, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    with triton_serving(tmp_path_factory.mktemp("overload"), realtime_timeout_us=20_000, bulk_timeout_us=20_000,
-                        admitted_timeout_us=20_000, warmup_batch_sizes=()) as server:
+    with triton_serving(tmp_path_factory.mktemp("overload"), layout="ensemble", realtime_timeout_us=20_000,
+                        bulk_timeout_us=20_000, admitted_timeout_us=20_000, warmup_batch_sizes=()) as server:
         yield server
 
 

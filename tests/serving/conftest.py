@@ -48,6 +48,6 @@ def probe_server(triton_serving, tmp_path_factory: pytest.TempPathFactory):
     before Triton rejects them: a priority-1 request is rejected at once, a bulk one is answered after the
     queue delay. This server is also the one lifecycle tests kill and restart.
     """
-    with triton_serving(tmp_path_factory.mktemp("triton-probe"), realtime_timeout_us=1, max_queue_delay_us=300_000,
-                        preferred_batch_sizes=(1024,), warmup_batch_sizes=()) as server:
+    with triton_serving(tmp_path_factory.mktemp("triton-probe"), layout="ensemble", realtime_timeout_us=1,
+                        max_queue_delay_us=300_000, preferred_batch_sizes=(1024,), warmup_batch_sizes=()) as server:
         yield server

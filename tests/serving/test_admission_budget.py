@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def impatient_server(triton_serving, tmp_path_factory: pytest.TempPathFactory):
-    with triton_serving(tmp_path_factory.mktemp("triton-admission"), admitted_timeout_us=1,
+    with triton_serving(tmp_path_factory.mktemp("triton-admission"), layout="ensemble", admitted_timeout_us=1,
                         warmup_batch_sizes=(1,)) as server:
         yield server
 

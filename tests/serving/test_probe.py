@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def victim_server(triton_serving, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    with triton_serving(tmp_path_factory.mktemp("probe-victim"), warmup_batch_sizes=()) as server:
+    with triton_serving(tmp_path_factory.mktemp("probe-victim"), layout="ensemble", warmup_batch_sizes=()) as server:
         yield server
 
 
@@ -52,7 +52,7 @@ def test_alive_then_a_killed_stub_fails_the_probe(victim_server) -> None:
 
 def test_overload_refusal_counts_as_alive(triton_serving, tmp_path_factory: pytest.TempPathFactory) -> None:
     """A server whose classifier refuses every ensemble flow (1 us budget) is busy, not dead."""
-    with triton_serving(tmp_path_factory.mktemp("probe-busy"), admitted_timeout_us=1,
+    with triton_serving(tmp_path_factory.mktemp("probe-busy"), layout="ensemble", admitted_timeout_us=1,
                         warmup_batch_sizes=()) as server:
         assert check(server.http_url, server.pid) == []
 

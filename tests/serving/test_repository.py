@@ -20,6 +20,17 @@ from moe_ids.serving.repository import (
 )
 
 
+def ensemble_options(**kwargs) -> RepositoryOptions:
+    """Options of the ensemble layout (the cpu default is one-hop; most tests here inspect the composing models)."""
+    kwargs.setdefault("layout", "ensemble")
+    return RepositoryOptions(**kwargs)
+
+
+def test_the_cpu_default_is_one_hop_and_gpu_targets_keep_the_ensemble() -> None:
+    assert RepositoryOptions().layout == "one-hop"
+    assert RepositoryOptions(target="gpu-onnx").layout == RepositoryOptions(target="gpu-trt").layout == "ensemble"
+
+
 def parse_configs(files: dict[str, str]) -> dict[str, pb.ModelConfig]:
     configs = {}
     for rel, text in files.items():
@@ -30,7 +41,7 @@ def parse_configs(files: dict[str, str]) -> dict[str, pb.ModelConfig]:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_configs_parse_as_triton_model_config(target: str) -> None:
-    configs = parse_configs(render_repository(RepositoryOptions(target=target, tensorrt_accelerator=True)))
+    configs = parse_configs(render_repository(ensemble_options(target=target, tensorrt_accelerator=True)))
     assert set(configs) == {contract.ENSEMBLE_MODEL, contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL}
     for name, config in configs.items():
         assert config.name == name
@@ -39,7 +50,7 @@ def test_configs_parse_as_triton_model_config(target: str) -> None:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_tensor_names_and_widths_come_from_the_contract(target: str) -> None:
-    configs = parse_configs(render_repository(RepositoryOptions(target=target)))
+    configs = parse_configs(render_repository(ensemble_options(target=target)))
     models = (contract.ENSEMBLE_MODEL, contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL)
     ens, pre, clf = (configs[m] for m in models)
     widths = {**contract.INPUT_WIDTHS, **contract.OUTPUT_WIDTHS, contract.ADMITTED_NS: 1}
@@ -61,36 +72,36 @@ def test_tensor_names_and_widths_come_from_the_contract(target: str) -> None:
 
 
 def test_target_specific_classifier() -> None:
-    cpu = parse_configs(render_repository(RepositoryOptions(target="cpu", threads=3)))[contract.CLASSIFIER_MODEL]
+    cpu = parse_configs(render_repository(ensemble_options(target="cpu", threads=3)))[contract.CLASSIFIER_MODEL]
     assert cpu.backend == "python" and cpu.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
     assert cpu.parameters["onnx_intra_op_threads"].string_value == "3"
-    onnx = parse_configs(render_repository(RepositoryOptions(target="gpu-onnx", tensorrt_accelerator=True)))
+    onnx = parse_configs(render_repository(ensemble_options(target="gpu-onnx", tensorrt_accelerator=True)))
     onnx_clf = onnx[contract.CLASSIFIER_MODEL]
     assert onnx_clf.backend == "onnxruntime" and onnx_clf.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
     accel = onnx_clf.optimization.execution_accelerators.gpu_execution_accelerator
     assert accel[0].name == "tensorrt" and accel[0].parameters["precision_mode"] == "FP16"
-    trt = parse_configs(render_repository(RepositoryOptions(target="gpu-trt")))[contract.CLASSIFIER_MODEL]
+    trt = parse_configs(render_repository(ensemble_options(target="gpu-trt")))[contract.CLASSIFIER_MODEL]
     assert trt.platform == "tensorrt_plan" and trt.default_model_filename == artifacts.TRT_PLAN
     # The preprocess step stays a CPU Python model on every target.
     assert onnx[contract.PREPROCESS_MODEL].instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
 
 
 def test_admission_stamp_only_where_the_classifier_can_check_it() -> None:
-    cpu = parse_configs(render_repository(RepositoryOptions(admitted_timeout_us=250_000)))
+    cpu = parse_configs(render_repository(ensemble_options(admitted_timeout_us=250_000)))
     assert cpu[contract.CLASSIFIER_MODEL].parameters["admitted_timeout_us"].string_value == "250000"
     assert cpu[contract.PREPROCESS_MODEL].parameters["stamp_admission"].string_value == "true"
-    for opts in (RepositoryOptions(admitted_timeout_us=0), RepositoryOptions(queue_policy=False),
-                 RepositoryOptions(target="gpu-onnx")):
+    for opts in (ensemble_options(admitted_timeout_us=0), ensemble_options(queue_policy=False),
+                 ensemble_options(target="gpu-onnx")):
         configs = parse_configs(render_repository(opts))
         names = [t.name for c in configs.values() for t in (*c.input, *c.output)]
         assert contract.ADMITTED_NS not in names
         assert "stamp_admission" not in configs[contract.PREPROCESS_MODEL].parameters
     with pytest.raises(ValueError, match="admitted_timeout_us"):
-        RepositoryOptions(admitted_timeout_us=-1)
+        ensemble_options(admitted_timeout_us=-1)
 
 
 def test_dynamic_batching_priorities_and_queue_policy() -> None:
-    opts = RepositoryOptions()
+    opts = ensemble_options()
     configs = parse_configs(render_repository(opts))
     for name in (contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL):
         db = configs[name].dynamic_batching
@@ -111,14 +122,14 @@ def test_dynamic_batching_priorities_and_queue_policy() -> None:
 
 
 def test_queue_policy_can_be_left_out() -> None:
-    configs = parse_configs(render_repository(RepositoryOptions(queue_policy=False)))
+    configs = parse_configs(render_repository(ensemble_options(queue_policy=False)))
     db = configs[contract.PREPROCESS_MODEL].dynamic_batching
     assert db.priority_levels == 0 and not db.HasField("default_queue_policy") and not db.priority_queue_policy
     assert db.max_queue_delay_microseconds > 0
 
 
 def test_ensemble_publishes_version_and_labels() -> None:
-    files = render_repository(RepositoryOptions(model_version="9.9.9"))
+    files = render_repository(ensemble_options(model_version="9.9.9"))
     ens = parse_configs(files)[contract.ENSEMBLE_MODEL]
     assert ens.parameters["model_version"].string_value == "9.9.9"
     for name, labels in contract.OUTPUT_LABELS.items():
@@ -132,9 +143,9 @@ def test_ensemble_publishes_version_and_labels() -> None:
 
 def test_invalid_options_are_refused() -> None:
     with pytest.raises(ValueError, match="target"):
-        RepositoryOptions(target="tpu")
+        ensemble_options(target="tpu")
     with pytest.raises(ValueError, match="max_batch_size"):
-        RepositoryOptions(max_batch_size=0)
+        ensemble_options(max_batch_size=0)
 
 
 def test_committed_repository_matches_the_generator() -> None:
@@ -154,7 +165,7 @@ def test_build_repository_copies_the_artifacts(tmp_path: Path) -> None:
     from moe_ids.serving.bootstrap import ensure_model
 
     model_dir = ensure_model()
-    out = build_repository(model_dir, tmp_path / "repo")
+    out = build_repository(model_dir, tmp_path / "repo", ensemble_options(layout="ensemble"))
     onnx = out / contract.CLASSIFIER_MODEL / "1" / artifacts.ONNX_FP32
     stats = out / contract.PREPROCESS_MODEL / "1" / artifacts.PREPROCESSING
     assert onnx.read_bytes() == (model_dir / artifacts.ONNX_FP32).read_bytes()
@@ -164,8 +175,8 @@ def test_build_repository_copies_the_artifacts(tmp_path: Path) -> None:
 def test_one_hop_layout_is_one_public_model_with_the_ensembles_interface(tmp_path: Path) -> None:
     from moe_ids.serving.bootstrap import ensure_model
 
-    ensemble = parse_configs(render_repository(RepositoryOptions()))[contract.ENSEMBLE_MODEL]
-    files = render_repository(RepositoryOptions(layout="one-hop"))
+    ensemble = parse_configs(render_repository(ensemble_options()))[contract.ENSEMBLE_MODEL]
+    files = render_repository(ensemble_options(layout="one-hop"))
     (config,) = parse_configs(files).values()
     assert config.name == contract.ENSEMBLE_MODEL and config.backend == "python"
     assert [(t.name, t.data_type, list(t.dims), t.optional) for t in config.input] == \
@@ -178,34 +189,34 @@ def test_one_hop_layout_is_one_public_model_with_the_ensembles_interface(tmp_pat
     assert db.priority_levels == 2 and db.default_queue_policy.default_timeout_microseconds > 0
     assert "onehop" in files[f"{contract.ENSEMBLE_MODEL}/1/model.py"]
     assert not any(c.name == contract.ADMITTED_NS for c in config.output)
-    out = build_repository(ensure_model(), tmp_path / "repo", RepositoryOptions(layout="one-hop"))
+    out = build_repository(ensure_model(), tmp_path / "repo", ensemble_options(layout="one-hop"))
     assert sorted(p.name for p in out.iterdir()) == [contract.ENSEMBLE_MODEL]
     assert {p.name for p in (out / contract.ENSEMBLE_MODEL / "1").iterdir()} >= {
         artifacts.ONNX_FP32, artifacts.PREPROCESSING, "model.py"}
     with pytest.raises(ValueError, match="one-hop"):
-        RepositoryOptions(target="gpu-onnx", layout="one-hop")
+        ensemble_options(target="gpu-onnx", layout="one-hop")
     with pytest.raises(ValueError, match="layout"):
-        RepositoryOptions(layout="two-hop")
+        ensemble_options(layout="two-hop")
 
 
 def test_build_repository_names_missing_artifacts(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="model.plan"):
-        build_repository(tmp_path, tmp_path / "repo", RepositoryOptions(target="gpu-trt"))
+        build_repository(tmp_path, tmp_path / "repo", ensemble_options(target="gpu-trt"))
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_instance_counts_per_step(target: str) -> None:
-    default = parse_configs(render_repository(RepositoryOptions(target=target)))
+    default = parse_configs(render_repository(ensemble_options(target=target)))
     assert default[contract.PREPROCESS_MODEL].instance_group[0].count == 2  # one batcher stalls under overload
     assert default[contract.CLASSIFIER_MODEL].instance_group[0].count == 1
-    configs = parse_configs(render_repository(RepositoryOptions(target=target, preprocess_instances=1,
+    configs = parse_configs(render_repository(ensemble_options(target=target, preprocess_instances=1,
                                                                 classifier_instances=3)))
     assert configs[contract.PREPROCESS_MODEL].instance_group[0].count == 1
     assert configs[contract.CLASSIFIER_MODEL].instance_group[0].count == 3
     with pytest.raises(ValueError, match="classifier_instances"):
-        RepositoryOptions(classifier_instances=0)
+        ensemble_options(classifier_instances=0)
     with pytest.raises(ValueError, match="preprocess_instances"):
-        RepositoryOptions(preprocess_instances=0)
+        ensemble_options(preprocess_instances=0)
 
 
 def test_instance_flags() -> None:

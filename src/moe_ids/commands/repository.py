@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=TARGETS, default="cpu",
                    help="cpu: ONNX Runtime in a Python-backend model; gpu-onnx: Triton's onnxruntime backend "
                         "on GPU; gpu-trt: a TensorRT plan")
-    add_layout(p, d.layout)
+    add_layout(p)
     p.add_argument("--model-dir", type=Path, default=None, help="model artifacts (default: models/default)")
     p.add_argument("--output", type=Path, default=None, help="repository directory (default: build/repository-TARGET)")
     p.add_argument("--instances", type=int, default=None,
@@ -39,12 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_layout(p: argparse.ArgumentParser, default: str) -> None:
+def add_layout(p: argparse.ArgumentParser) -> None:
     from moe_ids.serving.repository import LAYOUTS
 
-    p.add_argument("--layout", choices=LAYOUTS, default=default,
-                   help="cpu: 'ensemble' (Python preprocess -> Python ONNX Runtime model) or 'one-hop' (both in one "
-                        f"Python model under the same name, inputs and outputs); default {default}")
+    p.add_argument("--layout", choices=LAYOUTS, default=None,
+                   help="cpu: 'one-hop' (default: validation, imputation, scaling and ONNX Runtime in one Python "
+                        "model) or 'ensemble' (Python preprocess -> Python ONNX Runtime model); the same model name, "
+                        "inputs and outputs either way. gpu targets: always the ensemble")
 
 
 def instance_overrides(args: argparse.Namespace) -> dict[str, int]:

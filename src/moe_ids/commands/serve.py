@@ -24,9 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="repository target; the bundled tritonserver runs only cpu (gpu targets need NVIDIA's "
                         "container: build them with `moe-ids repository`)")
     from moe_ids.commands.repository import add_layout
-    from moe_ids.serving.repository import RepositoryOptions
 
-    add_layout(p, RepositoryOptions().layout)
+    add_layout(p)
     p.add_argument("--model-dir", type=Path, default=None, help="model artifacts (default: models/default)")
     p.add_argument("--repository", type=Path, default=None,
                    help="where to generate the repository (default: build/serve-repository)")
@@ -113,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
           f"  log     {server.log_path}\n"
           f"models: {contract.ENSEMBLE_MODEL} (FEATURES [-1,{contract.INPUT_WIDTHS[contract.INPUT_FEATURES]}] FP32, "
           f"NaN = missing; optional IMPUTATION [-1,1] BYTES zero|mean|median), "
-          f"{contract.PREPROCESS_MODEL}, {contract.CLASSIFIER_MODEL}\n"
-          f"example (one real flow):\n"
+          + (f"{contract.PREPROCESS_MODEL}, {contract.CLASSIFIER_MODEL}\n" if args.layout == "ensemble" else
+             "one Python model (one-hop layout)\n")
+          + f"example (one real flow):\n"
           f"  curl -s http://{server.http_url}/v2/models/{contract.ENSEMBLE_MODEL}/infer -d @{request}\n"
           + (f"NATS JetStream {broker.url} (store {broker.store_dir}, monitoring {broker.monitor_url})\n"
              f"  score flows from it: moe-ids stream --nats {broker.url} --url {server.grpc_url}\n"

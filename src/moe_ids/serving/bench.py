@@ -46,7 +46,6 @@ ONE_HOP_MODEL = "moe_ids_one_hop"  # the one-hop layout's model, served beside t
 def add_one_hop_model(repository: Path, model_dir: Path, opts) -> str:
     """The one-hop layout's ``moe_ids`` model, renamed, in ``repository`` next to the ensemble: both layouts are
     measured by the same server in the same session."""
-    import dataclasses
     import shutil
     import tempfile
 
@@ -56,7 +55,7 @@ def add_one_hop_model(repository: Path, model_dir: Path, opts) -> str:
     from moe_ids.serving.repository import HEADER, build_repository
 
     with tempfile.TemporaryDirectory(prefix="one-hop-") as tmp:
-        built = build_repository(model_dir, Path(tmp), dataclasses.replace(opts, layout="one-hop"))
+        built = build_repository(model_dir, Path(tmp), opts)
         target = Path(repository) / ONE_HOP_MODEL
         shutil.rmtree(target, ignore_errors=True)
         shutil.move(str(built / contract.ENSEMBLE_MODEL), target)
@@ -364,10 +363,12 @@ def run_benchmark(seconds: float = 10.0, model_dir: Path | None = None, log: Cal
                                                       "floor_bare")}
     ceiling = Ceiling(model_dir, x)
     with tempfile.TemporaryDirectory(prefix="moe-ids-bench-", dir=work_dir) as tmp:
-        opts = options_for_model(model_dir, **repository_options)
+        # the ensemble under its own name (the served_* and bare_* rows), the one-hop layout beside it
+        opts = options_for_model(model_dir, **{**repository_options, "layout": "ensemble"})
         repository = build_repository(model_dir, Path(tmp) / "repository", opts)
         add_floor_models(repository, opts)
-        add_one_hop_model(repository, model_dir, opts)
+        add_one_hop_model(repository, model_dir, options_for_model(model_dir, **{**repository_options,
+                                                                                 "layout": "one-hop"}))
         with TritonServer(repository, log_path=Path(tmp) / "tritonserver.log") as server:
             url = server.grpc_url
             batched, single = _features_payloads(x, BATCH, 4), _features_payloads(x, 1, 512)
