@@ -36,7 +36,8 @@ def answer(port: int, body: bytes) -> bool:
 def test_serve_restarts_the_server_when_a_stub_is_killed(tmp_path) -> None:
     port = free_port()
     cmd = [sys.executable, "-m", "moe_ids.cli", "serve", "--layout", "ensemble", "--http-port", str(port),
-           "--grpc-port", str(free_port()), "--metrics-port", str(free_port()), "--repository", str(tmp_path / "repository")]
+           "--grpc-port", str(free_port()), "--metrics-port", str(free_port()),
+           "--repository", str(tmp_path / "repository")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     lines: list[str] = []
