@@ -4,7 +4,8 @@ It serves the cpu repository in the ensemble layout (whose composing models many
 generated from ``models/default`` (trained and exported first if missing) into a temporary directory, so
 tests never touch the committed ``model_repository/`` or ports another server uses; ``serving`` without a
 layout serves the cpu default (one-hop). Tests reach it through ``.http_url``, ``.grpc_url``,
-``.metrics_url`` ("127.0.0.1:PORT"), ``.pid`` and ``.repository``; it is stopped (SIGTERM, then SIGKILL) at the end of the session.
+``.metrics_url`` ("127.0.0.1:PORT"), ``.pid`` and ``.repository``; it is stopped (SIGTERM, then SIGKILL) at
+the end of the session.
 """
 
 from __future__ import annotations
