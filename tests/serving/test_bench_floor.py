@@ -17,8 +17,8 @@ def tensors(config) -> list[tuple[str, int, list[int]]]:
 
 
 def test_floor_models_have_the_real_tensors_and_batching() -> None:
-    opts = RepositoryOptions(target="gpu-onnx")  # the floor is always the cpu layout: Python models only
-    cpu = RepositoryOptions()
+    opts = RepositoryOptions(target="gpu-onnx")  # the floor is always the cpu ensemble: Python models only
+    cpu = RepositoryOptions(layout="ensemble")
     pre, clf, ens = floor_configs(opts)
     assert (pre.name, clf.name, ens.name) == (FLOOR_PREPROCESS, FLOOR_MODEL, FLOOR_ENSEMBLE)
     for floor, real in ((pre, preprocess_config(cpu)), (clf, classifier_config(cpu)), (ens, ensemble_config(cpu))):

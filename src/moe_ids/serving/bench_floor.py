@@ -38,7 +38,7 @@ def _strip(config, name: str) -> None:
 
 def floor_configs(opts: RepositoryOptions) -> list:
     """Configs of the three floor models, derived from the real ones so they cannot drift apart."""
-    cpu = dataclasses.replace(opts, target="cpu")
+    cpu = dataclasses.replace(opts, target="cpu", layout="ensemble")
     pre, clf, ens = preprocess_config(cpu), classifier_config(cpu), ensemble_config(cpu)
     _strip(pre, FLOOR_PREPROCESS)
     _strip(clf, FLOOR_MODEL)
