@@ -66,20 +66,20 @@ def held_out_flows(model_dir: Path, missing: tuple[float, ...] = HELD_OUT_MISSIN
     ``limit`` takes the first rows of the test split only (for quick checks); ``data`` are the labelled CSVs
     the model was trained on when they were not the bundled corpus.
     """
-    from moe_ids.corpus import indices_digest, load_corpus, split_indices
+    from moe_ids.corpus import SplitMismatchError, model_split
     from moe_ids.training import drop_features
 
     model_dir = Path(model_dir)
     meta = artifacts.read_json(model_dir / artifacts.METADATA)
     trained_on = meta["training_data"]
-    corpus = load_corpus(data)
-    test_idx = split_indices(corpus, int(trained_on["split_seed"]))["test"]
-    same_data = corpus.data_hash == trained_on.get("sha256")
-    if not same_data or indices_digest(test_idx) != trained_on.get("test_indices_digest"):
+    try:
+        corpus, split = model_split(model_dir, data)
+    except SplitMismatchError:
         raise VerificationError(
             f"{model_dir}: the model was trained on other data than "
             f"{'the given CSVs' if data else 'the bundled corpus'} (data hash or test-split digest differs), so its "
-            "held-out flows cannot be recomputed; pass the training CSVs (moe-ids export --data ...)")
+            "held-out flows cannot be recomputed; pass the training CSVs (moe-ids export --data ...)") from None
+    test_idx = split["test"]
     test = corpus.subset(test_idx[:limit] if limit else test_idx)
     pre = Preprocessor(artifacts.load_stats(model_dir))
     rng = np.random.default_rng(MISSING_SEED)

@@ -98,3 +98,26 @@ def split_indices(corpus: Corpus, seed: int) -> dict[str, np.ndarray]:
 
 def indices_digest(idx: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(idx, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+class SplitMismatchError(ValueError):
+    """The corpus at hand is not the data a model was trained on, so its held-out split cannot be recomputed."""
+
+
+def model_split(model_dir: Path, paths: list[Path] | None = None) -> tuple[Corpus, dict[str, np.ndarray]]:
+    """The corpus a trained model used (the bundled one, or ``paths``) and the model's own train/val/test split,
+    checked against what training recorded: the data hash and the test split's digest. The one place that
+    re-derives a model's split, for evaluation, export checks, the drift reference, benchmarks and tests."""
+    from moe_ids import artifacts
+
+    trained_on = artifacts.read_json(Path(model_dir) / artifacts.METADATA)["training_data"]
+    corpus = load_corpus(paths)
+    split = split_indices(corpus, int(trained_on["split_seed"]))
+    where = "the given CSVs" if paths else "the bundled corpus"
+    if trained_on.get("sha256") not in (None, corpus.data_hash):
+        raise SplitMismatchError(f"{model_dir}: the model was trained on other data than {where} (data hash "
+                                 "differs); retrain with `moe-ids train` or pass the training CSVs")
+    if trained_on.get("test_indices_digest") not in (None, indices_digest(split["test"])):
+        raise SplitMismatchError(f"{model_dir}: the recomputed held-out split of {where} differs from the one used "
+                                 "in training")
+    return corpus, split

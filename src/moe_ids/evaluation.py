@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from moe_ids import artifacts
-from moe_ids.corpus import Corpus, file_sha256, indices_digest, load_corpus, split_indices
+from moe_ids.corpus import Corpus, file_sha256, load_corpus, model_split, split_indices
 from moe_ids.data import load_flows
 from moe_ids.labels import FAMILIES
 from moe_ids.metrics import binary_report, expected_calibration_error, family_macro_f1, recall_per_label
@@ -37,13 +37,7 @@ def held_out_set(model_dir: Path, data: Path | None,
                  extractor: str | None = None) -> tuple[EvalSet, Corpus, np.ndarray]:
     """The evaluation flows, the training corpus and its training-split indices (for the baseline)."""
     meta = artifacts.read_json(Path(model_dir) / artifacts.METADATA)
-    corpus = load_corpus()
-    split = split_indices(corpus, meta["training_data"]["split_seed"])
-    if corpus.data_hash != meta["training_data"]["sha256"]:
-        raise ValueError("the bundled training data differs from the data this model was trained on "
-                         "(hash mismatch); retrain with `moe-ids train`")
-    if indices_digest(split["test"]) != meta["training_data"]["test_indices_digest"]:
-        raise ValueError("the recomputed held-out split differs from the one used in training")
+    corpus, split = model_split(model_dir)
     if data is None:
         test = corpus.subset(split["test"])
         return EvalSet(test, f"held-out test split of the training corpus ({len(test.binary)} flows)"), \

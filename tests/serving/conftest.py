@@ -25,13 +25,12 @@ def held_out_flows() -> np.ndarray:
 
     Rows i >= N_FLOWS // 2 lose a growing fraction (10% .. 80%) of their features, so imputation matters.
     """
-    from moe_ids.artifacts import default_model_dir, read_json
-    from moe_ids.corpus import load_corpus, split_indices
+    from moe_ids.artifacts import default_model_dir
+    from moe_ids.corpus import model_split
     from moe_ids.training import drop_features
 
-    corpus = load_corpus()
-    seed = read_json(default_model_dir() / "metadata.json")["training_data"]["split_seed"]
-    test = split_indices(corpus, seed)["test"]
+    corpus, split = model_split(default_model_dir())
+    test = split["test"]
     rng = np.random.default_rng(2017)
     rows = np.sort(rng.choice(test, size=N_FLOWS, replace=False))
     x = corpus.features[rows].astype(np.float32)

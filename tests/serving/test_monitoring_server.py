@@ -79,11 +79,10 @@ def wait_for(metrics_url: str, condition: Callable[[Series], bool], timeout: flo
 @pytest.fixture(scope="module")
 def held_out_flows() -> np.ndarray:
     """Real CIC-IDS2017 flows of the default model's held-out test split."""
-    from moe_ids.corpus import load_corpus, split_indices
+    from moe_ids.corpus import model_split
 
-    meta = artifacts.read_json(artifacts.default_model_dir() / artifacts.METADATA)
-    corpus = load_corpus()
-    test = split_indices(corpus, int(meta["training_data"]["split_seed"]))["test"]
+    corpus, split = model_split(artifacts.default_model_dir())
+    test = split["test"]
     # Shuffled: the split lists rows in file order, whose first few hundred are all normal traffic.
     return corpus.features[np.random.default_rng(0).permutation(test)].astype(np.float32)
 

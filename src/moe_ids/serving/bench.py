@@ -107,14 +107,12 @@ def merge(parts: list[Result]) -> Result:
     return merged
 
 
-def held_out_flows(n: int = 4096, seed: int = 0) -> np.ndarray:
-    """Real flows of the test split (float32, NaN = missing), tiled up to ``n`` rows."""
-    from moe_ids.artifacts import default_model_dir, read_json
-    from moe_ids.corpus import load_corpus, split_indices
+def held_out_flows(model_dir: Path, n: int = 4096, seed: int = 0) -> np.ndarray:
+    """Real flows of the model's test split (float32, NaN = missing), tiled up to ``n`` rows."""
+    from moe_ids.corpus import model_split
 
-    corpus = load_corpus()
-    meta = read_json(default_model_dir() / "metadata.json")
-    test = split_indices(corpus, meta["training_data"]["split_seed"])["test"]
+    corpus, split = model_split(model_dir)
+    test = split["test"]
     rows = np.random.default_rng(seed).permutation(test)
     rows = np.resize(rows, n)
     return corpus.features[rows].astype(np.float32)
@@ -356,7 +354,7 @@ def run_benchmark(seconds: float = 10.0, model_dir: Path | None = None, log: Cal
     from moe_ids.serving.server import TritonServer
 
     model_dir = ensure_model(model_dir or default_model_dir())
-    x = held_out_flows()
+    x = held_out_flows(model_dir)
     chunk = seconds / rounds
     parts: dict[str, list[Result]] = {k: [] for k in ("ceiling", "served_batched", "served_single", "bare_single",
                                                       "one_hop_batched", "one_hop_single", "floor_single",

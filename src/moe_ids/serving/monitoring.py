@@ -127,15 +127,11 @@ def build_drift_reference(features: np.ndarray, feature_names: Sequence[str] | N
 def training_drift_reference(model_dir: Path, feature_names: Sequence[str] | None = None) -> DriftReference:
     """The reference of a trained model: its own training split of the bundled corpus (seed from metadata)."""
     from moe_ids import artifacts
-    from moe_ids.corpus import load_corpus, split_indices
+    from moe_ids.corpus import model_split
 
-    meta = artifacts.read_json(Path(model_dir) / artifacts.METADATA)
-    seed = int(meta["training_data"]["split_seed"])
-    corpus = load_corpus()
-    if meta["training_data"].get("sha256") not in (None, corpus.data_hash):
-        raise ValueError(f"{model_dir}: model was trained on other data than the bundled corpus; "
-                         "build its drift reference from its own training data with build_drift_reference")
-    train_idx = split_indices(corpus, seed)["train"]
+    seed = int(artifacts.read_json(Path(model_dir) / artifacts.METADATA)["training_data"]["split_seed"])
+    corpus, split = model_split(model_dir)  # SplitMismatchError: build it with build_drift_reference instead
+    train_idx = split["train"]
     source = {"split": "train", "split_seed": seed, "data_sha256": corpus.data_hash}
     return build_drift_reference(corpus.features[train_idx], feature_names, source=source)
 
