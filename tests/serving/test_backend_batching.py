@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from moe_ids.preprocessing import STRATEGIES, PreprocessingError
-from moe_ids.serving.backends.batching import concat, row_offsets, split
+from moe_ids.serving.backends.batching import answer, concat, gather, invalid_argument, row_offsets, split, unavailable
 from moe_ids.serving.backends.classifier import Overdue, check_admission, check_input
 from moe_ids.serving.backends.preprocess import batch_codes, request_codes
 
@@ -20,6 +20,46 @@ def test_concat_and_split_round_trip() -> None:
     for got, want in zip(split(concat(parts), offsets), parts, strict=True):
         np.testing.assert_array_equal(got, want)
     assert concat(parts[:1]) is parts[0]
+
+
+class FakeBackendUtils:
+    """The three pb_utils constructors ``gather``/``answer`` use, as plain records (the real ones need a stub)."""
+
+    class TritonError:
+        INVALID_ARG, UNAVAILABLE = "INVALID_ARG", "UNAVAILABLE"
+
+        def __init__(self, message: str, code: str | None = None) -> None:
+            self.message, self.code = message, code
+
+    class Tensor:
+        def __init__(self, name: str, array: np.ndarray) -> None:
+            self.name, self.array = name, array
+
+    class InferenceResponse:
+        def __init__(self, output_tensors=None, error=None) -> None:
+            self.tensors = {t.name: t.array for t in output_tensors or []}
+            self.error = error
+
+
+def test_gather_reads_each_request_on_its_own_and_answer_splits_rows_back() -> None:
+    pb = FakeBackendUtils
+    requests = [np.ones((2, 3)), "not numbers", np.zeros((1, 3)), "late"]
+
+    def read(request):
+        if isinstance(request, str):
+            raise Overdue("waited too long") if request == "late" else ValueError("FEATURES: not numbers")
+        return request
+
+    responses, good, rows = gather(pb, requests, read, {ValueError: invalid_argument, Overdue: unavailable})
+    assert good == [0, 2] and [r.shape[0] for r in rows] == [2, 1]
+    assert responses[1].error.code == "INVALID_ARG" and "FEATURES" in responses[1].error.message
+    assert responses[3].error.code == "UNAVAILABLE"
+    batch = concat(rows)
+    answer(pb, responses, good, {"OUT": batch.sum(axis=1, keepdims=True)}, [len(r) for r in rows])
+    np.testing.assert_array_equal(responses[0].tensors["OUT"], [[3.0], [3.0]])
+    np.testing.assert_array_equal(responses[2].tensors["OUT"], [[0.0]])
+    with pytest.raises(ValueError, match="OUT: 2 rows for a batch of 3 flows"):
+        answer(pb, [None] * 4, good, {"OUT": batch[:2]}, [2, 1])
 
 
 def test_request_codes_default_parameter_and_tensor() -> None:

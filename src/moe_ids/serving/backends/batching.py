@@ -8,8 +8,9 @@ request's rows are, and slice outputs back. Pure numpy, so they are unit-tested 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,3 +60,36 @@ def model_parameters(args: dict[str, str]) -> tuple[dict[str, str], Path]:
     config = json.loads(args["model_config"])
     params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
     return params, Path(args["model_repository"]) / str(args["model_version"])
+
+
+def gather(pb_utils, requests: Sequence, read: Callable[[Any], Any],
+           refusals: Mapping[type[Exception], Callable]) -> tuple[list, list[int], list]:
+    """Read every request on its own: (responses with an error where reading failed, indices of the good
+    requests, what ``read`` returned for each). ``refusals`` maps an exception type to the response builder
+    (``invalid_argument``, ``unavailable``) for it; other exceptions propagate."""
+    responses: list = [None] * len(requests)
+    good, items = [], []
+    for i, request in enumerate(requests):
+        try:
+            items.append(read(request))
+        except tuple(refusals) as exc:
+            respond = next(r for kind, r in refusals.items() if isinstance(exc, kind))
+            responses[i] = respond(pb_utils, str(exc))
+            continue
+        good.append(i)
+    return responses, good, items
+
+
+def answer(pb_utils, responses: list, good: Sequence[int], outputs: Mapping[str, np.ndarray],
+           sizes: Sequence[int]) -> list:
+    """Fill the good requests' responses with their rows of every output, checking first that each output has
+    one row per flow of the batch (a short output would hand one request another's results)."""
+    offsets = row_offsets(sizes)
+    for name, array in outputs.items():
+        if np.shape(array)[0] != offsets[-1]:
+            raise ValueError(f"{name}: {np.shape(array)[0]} rows for a batch of {int(offsets[-1])} flows")
+    parts = {name: split(np.asarray(array), offsets) for name, array in outputs.items()}
+    for k, i in enumerate(good):
+        responses[i] = pb_utils.InferenceResponse(
+            output_tensors=[pb_utils.Tensor(name, per_request[k]) for name, per_request in parts.items()])
+    return responses

@@ -29,12 +29,12 @@ from moe_ids.contract import (
 )
 from moe_ids.onnx_runtime import make_session, run_onnx
 from moe_ids.serving.backends.batching import (
+    answer,
     concat,
+    gather,
     inputs_by_name,
     invalid_argument,
     model_parameters,
-    row_offsets,
-    split,
     unavailable,
 )
 from moe_ids.serving.monitoring import Monitor
@@ -124,17 +124,9 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         pb = self.pb
-        responses: list = [None] * len(requests)
-        good, rows = [], []
         now = time.monotonic_ns()
-        for i, request in enumerate(requests):
-            try:
-                rows.append(self._read(request, now))
-                good.append(i)
-            except ValueError as exc:
-                responses[i] = invalid_argument(pb, str(exc))
-            except Overdue as exc:
-                responses[i] = unavailable(pb, str(exc))
+        responses, good, rows = gather(pb, requests, lambda request: self._read(request, now),
+                                       {ValueError: invalid_argument, Overdue: unavailable})
         if not good:
             return responses
         tabular, temporal, mask = (concat([r[k] for r in rows]) for k in range(3))
@@ -147,12 +139,8 @@ class TritonPythonModel:
             return responses
         self.monitor.observe_outputs(outputs[PROBABILITIES], outputs[GATING], tabular,
                                      outputs[OUT_OF_DISTRIBUTION])
-        offsets = row_offsets([r[0].shape[0] for r in rows])
-        per_output = {name: split(outputs[name], offsets) for name in ONNX_OUTPUTS}
-        for k, i in enumerate(good):
-            responses[i] = pb.InferenceResponse(
-                output_tensors=[pb.Tensor(name, per_output[name][k]) for name in ONNX_OUTPUTS])
-        return responses
+        return answer(pb, responses, good, {name: outputs[name] for name in ONNX_OUTPUTS},
+                      [r[0].shape[0] for r in rows])
 
     def finalize(self) -> None:
         self.monitor.close()

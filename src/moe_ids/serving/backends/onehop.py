@@ -11,11 +11,9 @@ classifier is a native backend behind the Python preprocess step.
 
 from __future__ import annotations
 
-import numpy as np
-
 from moe_ids.contract import GATING, ONNX_OUTPUTS, OUT_OF_DISTRIBUTION, PROBABILITIES
 from moe_ids.preprocessing import PreprocessingError, PreprocessingStats, Preprocessor, strategy_code
-from moe_ids.serving.backends.batching import concat, invalid_argument, model_parameters, row_offsets, split
+from moe_ids.serving.backends.batching import answer, concat, gather, invalid_argument, model_parameters
 from moe_ids.serving.backends.classifier import OnnxSessions
 from moe_ids.serving.backends.preprocess import batch_codes, read_request
 from moe_ids.serving.monitoring import Monitor, load_drift_reference
@@ -39,19 +37,11 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         pb = self.pb
-        responses: list = [None] * len(requests)
-        good, xs, codes = [], [], []
-        for i, request in enumerate(requests):
-            try:
-                x, c = read_request(request, self.default_code)
-            except PreprocessingError as exc:
-                responses[i] = invalid_argument(pb, str(exc))
-                continue
-            good.append(i)
-            xs.append(x)
-            codes.append(c)
+        responses, good, read = gather(pb, requests, lambda request: read_request(request, self.default_code),
+                                       {PreprocessingError: invalid_argument})
         if not good:
             return responses
+        xs, codes = [x for x, _ in read], [c for _, c in read]
         sizes = [x.shape[0] for x in xs]
         features, row_codes = concat(xs), batch_codes(codes, sizes)
         try:
@@ -63,12 +53,7 @@ class TritonPythonModel:
             return responses
         self.monitor.observe_inputs(features, row_codes)
         self.monitor.observe_outputs(outputs[PROBABILITIES], outputs[GATING], tabular, outputs[OUT_OF_DISTRIBUTION])
-        offsets = row_offsets(sizes)
-        per_output = {name: split(np.asarray(outputs[name]), offsets) for name in ONNX_OUTPUTS}
-        for k, i in enumerate(good):
-            responses[i] = pb.InferenceResponse(
-                output_tensors=[pb.Tensor(name, per_output[name][k]) for name in ONNX_OUTPUTS])
-        return responses
+        return answer(pb, responses, good, {name: outputs[name] for name in ONNX_OUTPUTS}, sizes)
 
     def finalize(self) -> None:
         self.monitor.close()

@@ -36,12 +36,12 @@ from moe_ids.preprocessing import (
     validate_features,
 )
 from moe_ids.serving.backends.batching import (
+    answer,
     concat,
+    gather,
     inputs_by_name,
     invalid_argument,
     model_parameters,
-    row_offsets,
-    split,
 )
 from moe_ids.serving.monitoring import Monitor, load_drift_reference
 from moe_ids.serving.repository import (
@@ -141,19 +141,10 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         pb = self.pb
-        responses: list = [None] * len(requests)
-        good, xs, codes = [], [], []
-        for i, request in enumerate(requests):
-            try:
-                x, c = self._read(request)
-            except PreprocessingError as exc:
-                responses[i] = invalid_argument(pb, str(exc))
-                continue
-            good.append(i)
-            xs.append(x)
-            codes.append(c)
+        responses, good, read = gather(pb, requests, self._read, {PreprocessingError: invalid_argument})
         if not good:
             return responses
+        xs, codes = [x for x, _ in read], [c for _, c in read]
         sizes = [x.shape[0] for x in xs]
         features, row_codes = concat(xs), batch_codes(codes, sizes)
         try:
@@ -163,15 +154,10 @@ class TritonPythonModel:
                 responses[i] = invalid_argument(pb, str(exc))
             return responses
         self.monitor.observe_inputs(features, row_codes)
-        offsets = row_offsets(sizes)
         outputs = {TABULAR: tabular, TEMPORAL: temporal, MISSING_MASK: mask}
         if self.stamp_admission:
             outputs[ADMITTED_NS] = np.full((features.shape[0], 1), time.monotonic_ns(), dtype=np.int64)
-        parts = {name: split(array, offsets) for name, array in outputs.items()}
-        for k, i in enumerate(good):
-            responses[i] = pb.InferenceResponse(
-                output_tensors=[pb.Tensor(name, per_request[k]) for name, per_request in parts.items()])
-        return responses
+        return answer(pb, responses, good, outputs, sizes)
 
     def finalize(self) -> None:
         self.monitor.close()
