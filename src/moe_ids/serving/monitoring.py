@@ -201,15 +201,6 @@ class BinCounter:
         return terms.sum(axis=1)
 
 
-def population_stability_index(expected: np.ndarray, actual: np.ndarray) -> float:
-    """PSI of one feature from two proportion (or count) vectors over the same bins."""
-    e = np.asarray(expected, dtype=np.float64)
-    a = np.asarray(actual, dtype=np.float64)
-    e = np.maximum(e / max(e.sum(), 1e-12), PSI_EPSILON)
-    a = np.maximum(a / max(a.sum(), 1e-12), PSI_EPSILON)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Monitor
 
