@@ -25,8 +25,8 @@ def tiny_queue_server(triton_serving, tmp_path_factory: pytest.TempPathFactory) 
     # One request per execution (max_batch_size 512 = one request of the flood) on one instance per step, so
     # requests queue instead of all joining one batch; 2 ms deadlines at admission and after it then reject part
     # of any flood for certain.
-    with triton_serving(tmp_path_factory.mktemp("tiny-queue"), extra_args=["--model-control-mode=explicit",
-                                                                            "--load-model=*"],
+    with triton_serving(tmp_path_factory.mktemp("tiny-queue"),
+                        extra_args=["--model-control-mode=explicit", "--load-model=*"], layout="ensemble",
                         max_batch_size=512, realtime_timeout_us=2000, bulk_timeout_us=2000, admitted_timeout_us=2000,
                         preprocess_instances=1, warmup_batch_sizes=()) as server:
         yield server

@@ -47,3 +47,50 @@ async def confirmations(futures: list[asyncio.Future], timeout: float) -> list[A
         future.cancel()
     return [f.exception() or f.result() if not f.cancelled() else TimeoutError("publish not confirmed")
             for f in futures]
+
+
+class Confirmed:
+    """JetStream publishes whose acks arrive on one inbox subscription of this connection.
+
+    The same protocol as nats-py's ``publish_async`` (a publish with a reply subject; the stream answers there),
+    without its per-message future bookkeeping, JSON decoding and dataclass: an ack's payload only needs telling
+    apart a stored message, a duplicate and an error. Every verdict and alert goes through here, so that cost is
+    per flow.
+    """
+
+    def __init__(self, nc: Any) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._waiting: dict[str, asyncio.Future] = {}
+        self._count = 0
+        self._sub: Any = None
+
+    async def start(self) -> Confirmed:
+        self._prefix = self._nc.new_inbox() + "."
+        self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_ack)
+        return self
+
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> asyncio.Future:
+        """Send one message; the future holds True for a duplicate, False for a stored message, or the error."""
+        self._count += 1
+        token = str(self._count)
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+        return future
+
+    async def _on_ack(self, msg: Any) -> None:
+        future = self._waiting.pop(msg.subject[len(self._prefix):], None)
+        if future is None or future.done():
+            return
+        data = msg.data
+        if b'"error"' in data or not data:  # no responders / stream missing: an empty status reply
+            future.set_exception(RuntimeError(f"JetStream refused the publish: {data[:200]!r}"))
+        else:
+            future.set_result(b'"duplicate":true' in data)
+
+    def forget(self, futures: list[asyncio.Future]) -> None:
+        """Drop the bookkeeping of publishes whose acks will not be waited for any more."""
+        stale = {id(f) for f in futures}
+        for token in [t for t, f in self._waiting.items() if id(f) in stale]:
+            del self._waiting[token]

@@ -80,6 +80,7 @@ class ScorerWorker:
         self._last_message = time.monotonic()
         self._nc: Any = None
         self._js: Any = None
+        self._out: broker.Confirmed | None = None
         self._encoder: msgs.FeatureEncoder | None = None
         self._info: ModelInfo | None = None
 
@@ -94,6 +95,7 @@ class ScorerWorker:
                 self._nc, self._js = await broker.connect(self.settings.nats_url, "moe-ids-scorer", self._log,
                                                           self.settings.publish_timeout_s)
                 await topology.ensure_topology(self._js, self.settings.topology)
+                self._out = await broker.Confirmed(self._nc).start()
                 return
             except Exception as exc:  # noqa: BLE001 - broker not up yet: the worker waits for it
                 self._log(f"NATS at {self.settings.nats_url} not available ({type(exc).__name__}: {exc}); "
@@ -300,7 +302,7 @@ class ScorerWorker:
         severities: list[str | None] = []
         for (_, flow), verdict in zip(good, verdicts):
             body = msgs.encode_json(verdict)
-            futures.append(await self._js.publish_async(
+            futures.append(await self._out.publish(
                 topology.verdict_subject(flow.sensor), body,
                 headers={topology.MSG_ID_HEADER: topology.VERDICT_ID_PREFIX + flow.id}))
             level = msgs.severity(verdict["prediction"], verdict["confidence"], self.settings.alert_high,
@@ -308,7 +310,7 @@ class ScorerWorker:
             severities.append(level)
             if level is not None:
                 subject = topology.ALERT_HIGH if level == "high" else topology.ALERT_REVIEW
-                futures.append(await self._js.publish_async(
+                futures.append(await self._out.publish(
                     subject, msgs.encode_json({**verdict, "severity": level}),
                     headers={topology.MSG_ID_HEADER: topology.ALERT_ID_PREFIX + flow.id}))
         await self._await_publishes(futures)
@@ -328,7 +330,7 @@ class ScorerWorker:
                 ident = f"seq:{meta.sequence.stream}"  # stable across redeliveries
             body = msgs.dead_letter(msg.subject, msg.data, exc.reason, exc.detail, meta.num_delivered,
                                     meta.sequence.stream)
-            futures.append(await self._js.publish_async(
+            futures.append(await self._out.publish(
                 topology.DLQ_SUBJECT, body, headers={topology.MSG_ID_HEADER: topology.DLQ_ID_PREFIX + ident}))
         await self._await_publishes(futures)
         for msg, exc in rejected:
@@ -342,8 +344,9 @@ class ScorerWorker:
         results = await broker.confirmations(futures, self.settings.publish_timeout_s)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
+            self._out.forget(futures)
             raise RuntimeError(f"{len(failed)} of {len(results)} publishes not confirmed ({failed[0]!r})")
-        self.metrics.duplicates(sum(1 for ack in results if getattr(ack, "duplicate", False)))
+        self.metrics.duplicates(sum(1 for duplicate in results if duplicate is True))
 
     # -- helpers -------------------------------------------------------------------------------------------
     async def _report(self) -> None:
