@@ -84,8 +84,9 @@ def test_async_client_overloaded(tiny_queue_server, flood: np.ndarray) -> None:
 
 def test_unloaded_model_is_not_ready(tiny_queue_server) -> None:
     # Runs last in this module: it unloads the ensemble.
+    # readiness, not a scored flow: with 2 ms budgets a single flow may be refused as overload on a busy machine
     client = MoEClient(tiny_queue_server.grpc_url, retries=0)
-    assert client.predict({"Flow Duration": 5}).prediction in contract.BINARY_LABELS
+    assert client.is_ready() and client.model_info.name == contract.ENSEMBLE_MODEL
     admin = grpcclient.InferenceServerClient(tiny_queue_server.grpc_url)
     admin.unload_model(contract.ENSEMBLE_MODEL)
     assert client.is_live() and not client.is_ready()
