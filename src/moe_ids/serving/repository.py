@@ -160,6 +160,19 @@ def _dtype(name: str) -> str:
     return contract.OUTPUT_DTYPES[name]
 
 
+def _public_inputs(config) -> None:
+    """What a client sends: FEATURES, and the optional per-flow IMPUTATION."""
+    _add_io(config.input, contract.INPUT_FEATURES, "TYPE_FP32", [contract.INPUT_WIDTHS[contract.INPUT_FEATURES]])
+    _add_io(config.input, contract.INPUT_IMPUTATION, "TYPE_STRING", [1], optional=True)
+
+
+def _classifier_outputs(config) -> None:
+    """The classifier's outputs with their dtypes and label files (the classifier, the ensemble, one-hop)."""
+    for name in contract.ONNX_OUTPUTS:
+        _add_io(config.output, name, _dtype(name), [contract.OUTPUT_WIDTHS[name]],
+                label_filename=LABEL_FILES.get(name, ""))
+
+
 def _dynamic_batching(config, opts: RepositoryOptions, admission: bool) -> None:
     """Batching for both composing models; priorities and queue policy only where requests are admitted.
 
@@ -216,8 +229,7 @@ def _param(config, key: str, value: str) -> None:
 def preprocess_config(opts: RepositoryOptions):
     pb = _pb()
     c = pb.ModelConfig(name=contract.PREPROCESS_MODEL, backend="python", max_batch_size=opts.max_batch_size)
-    _add_io(c.input, contract.INPUT_FEATURES, "TYPE_FP32", [contract.INPUT_WIDTHS[contract.INPUT_FEATURES]])
-    _add_io(c.input, contract.INPUT_IMPUTATION, "TYPE_STRING", [1], optional=True)
+    _public_inputs(c)
     for name in contract.ONNX_INPUTS:
         _add_io(c.output, name, "TYPE_FP32", [contract.INPUT_WIDTHS[name]])
     if opts.stamps_admission:
@@ -236,8 +248,7 @@ def classifier_config(opts: RepositoryOptions):
     c = pb.ModelConfig(name=contract.CLASSIFIER_MODEL, max_batch_size=opts.max_batch_size)
     for name in contract.ONNX_INPUTS:
         _add_io(c.input, name, "TYPE_FP32", [contract.INPUT_WIDTHS[name]])
-    for name in contract.ONNX_OUTPUTS:
-        _add_io(c.output, name, _dtype(name), [contract.OUTPUT_WIDTHS[name]], label_filename=LABEL_FILES.get(name, ""))
+    _classifier_outputs(c)
     _dynamic_batching(c, opts, admission=False)
     instances = opts.classifier_instances
     if opts.target == "cpu":
@@ -269,10 +280,8 @@ def ensemble_config(opts: RepositoryOptions):
     """The public model: preprocess then classify; also publishes the model version and label sets."""
     pb = _pb()
     c = pb.ModelConfig(name=contract.ENSEMBLE_MODEL, platform="ensemble", max_batch_size=opts.max_batch_size)
-    _add_io(c.input, contract.INPUT_FEATURES, "TYPE_FP32", [contract.INPUT_WIDTHS[contract.INPUT_FEATURES]])
-    _add_io(c.input, contract.INPUT_IMPUTATION, "TYPE_STRING", [1], optional=True)
-    for name in contract.ONNX_OUTPUTS:
-        _add_io(c.output, name, _dtype(name), [contract.OUTPUT_WIDTHS[name]], label_filename=LABEL_FILES.get(name, ""))
+    _public_inputs(c)
+    _classifier_outputs(c)
     pre = c.ensemble_scheduling.step.add(model_name=contract.PREPROCESS_MODEL, model_version=-1)
     pre.input_map[contract.INPUT_FEATURES] = contract.INPUT_FEATURES
     pre.input_map[contract.INPUT_IMPUTATION] = contract.INPUT_IMPUTATION
@@ -312,10 +321,8 @@ def one_hop_config(opts: RepositoryOptions):
     """
     pb = _pb()
     c = pb.ModelConfig(name=contract.ENSEMBLE_MODEL, backend="python", max_batch_size=opts.max_batch_size)
-    _add_io(c.input, contract.INPUT_FEATURES, "TYPE_FP32", [contract.INPUT_WIDTHS[contract.INPUT_FEATURES]])
-    _add_io(c.input, contract.INPUT_IMPUTATION, "TYPE_STRING", [1], optional=True)
-    for name in contract.ONNX_OUTPUTS:
-        _add_io(c.output, name, _dtype(name), [contract.OUTPUT_WIDTHS[name]], label_filename=LABEL_FILES.get(name, ""))
+    _public_inputs(c)
+    _classifier_outputs(c)
     _dynamic_batching(c, opts, admission=True)
     _instance_group(c, "KIND_CPU", opts.one_hop_instances)
     _warmup(c, [(contract.INPUT_FEATURES, "TYPE_FP32", contract.INPUT_WIDTHS[contract.INPUT_FEATURES])], opts)

@@ -12,10 +12,10 @@ classifier is a native backend behind the Python preprocess step.
 from __future__ import annotations
 
 from moe_ids.contract import GATING, ONNX_OUTPUTS, OUT_OF_DISTRIBUTION, PROBABILITIES
-from moe_ids.preprocessing import PreprocessingError, PreprocessingStats, Preprocessor, strategy_code
-from moe_ids.serving.backends.batching import answer, concat, gather, invalid_argument, model_parameters
+from moe_ids.preprocessing import PreprocessingStats, Preprocessor, strategy_code
+from moe_ids.serving.backends.batching import answer, model_parameters
 from moe_ids.serving.backends.classifier import OnnxSessions
-from moe_ids.serving.backends.preprocess import batch_codes, read_request
+from moe_ids.serving.backends.preprocess import read_batch
 from moe_ids.serving.monitoring import Monitor, load_drift_reference
 from moe_ids.serving.repository import PARAM_DEFAULT_STRATEGY, PARAM_STATS_FILE, STATS_FILE
 
@@ -37,13 +37,9 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         pb = self.pb
-        responses, good, read = gather(pb, requests, lambda request: read_request(request, self.default_code),
-                                       {PreprocessingError: invalid_argument})
+        responses, good, features, row_codes, sizes = read_batch(pb, requests, self.default_code)
         if not good:
             return responses
-        xs, codes = [x for x, _ in read], [c for _, c in read]
-        sizes = [x.shape[0] for x in xs]
-        features, row_codes = concat(xs), batch_codes(codes, sizes)
         try:
             tabular, temporal, mask = self.preprocessor.transform(features, row_codes)
             outputs = self.sessions.run(tabular, temporal, mask)

@@ -119,6 +119,17 @@ def read_request(request, default_code: int) -> tuple[np.ndarray, int | np.ndarr
     return x, codes
 
 
+def read_batch(pb_utils, requests: list, default_code: int) -> tuple[list, list[int], np.ndarray, Any, list[int]]:
+    """Every request read on its own (a bad one gets its error response): (responses, good request indices,
+    their FEATURES concatenated, the imputation code(s) of those rows, rows per good request)."""
+    responses, good, read = gather(pb_utils, requests, lambda request: read_request(request, default_code),
+                                   {PreprocessingError: invalid_argument})
+    if not good:
+        return responses, good, np.empty((0, 0), dtype=np.float32), default_code, []
+    sizes = [x.shape[0] for x, _ in read]
+    return responses, good, concat([x for x, _ in read]), batch_codes([c for _, c in read], sizes), sizes
+
+
 class TritonPythonModel:
     """Triton entry point (the model.py shim imports this class)."""
 
@@ -136,17 +147,11 @@ class TritonPythonModel:
         self.monitor = Monitor.from_triton_args(args, pb_utils, inputs=True, stats=stats,
                                                 reference=load_drift_reference(version_dir))
 
-    def _read(self, request) -> tuple[np.ndarray, int | np.ndarray]:
-        return read_request(request, self.default_code)
-
     def execute(self, requests: list) -> list:
         pb = self.pb
-        responses, good, read = gather(pb, requests, self._read, {PreprocessingError: invalid_argument})
+        responses, good, features, row_codes, sizes = read_batch(pb, requests, self.default_code)
         if not good:
             return responses
-        xs, codes = [x for x, _ in read], [c for _, c in read]
-        sizes = [x.shape[0] for x in xs]
-        features, row_codes = concat(xs), batch_codes(codes, sizes)
         try:
             tabular, temporal, mask = self.preprocessor.transform(features, row_codes)
         except PreprocessingError as exc:  # defensive: inputs were validated per request above
