@@ -140,8 +140,8 @@ def quantize_int8(fp32_path: Path, output: Path, weight_type: str = WEIGHT_TYPE)
 
     fp32_path, output = Path(fp32_path), Path(output)
     original = onnx.load(str(fp32_path))
-    # MatMuls that were not Linear layers (the trust score's whitening) stay fp32: its distance quantiles were
-    # calibrated in fp32, and quantising the distance would move every flow's trust
+    # MatMuls that were not Linear layers (the trust score's whitening and centroid products) stay fp32: its
+    # distance quantiles were calibrated in fp32, and quantising the distances would move every flow's trust
     keep_fp32 = [n.name for n in original.graph.node if n.op_type == "MatMul"]
     if any(not name for name in keep_fp32):
         raise QuantizationError(f"{fp32_path}: a MatMul node has no name, so it cannot be kept in fp32")

@@ -19,7 +19,7 @@ from torch import nn
 
 from moe_ids.labels import FAMILIES
 from moe_ids.schema import N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
-from moe_ids.trust import DEFAULT_ALPHA
+from moe_ids.trust import DEFAULT_ALPHA, INPUT_CENTROIDS
 
 
 @dataclass
@@ -37,6 +37,7 @@ class MoEConfig:
     periodic_k: int = 8  # frequencies per feature of the experts' periodic input encoding (0 = off)
     periodic_sigma: float = 3.0  # std of the initial frequencies, in cycles per standard deviation
     trust_knots: int = 200  # quantiles of the held-out distance distribution that map a distance to trust
+    trust_centroids: int = INPUT_CENTROIDS  # k-means centroids of the trust score's input view
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,21 +77,27 @@ def _mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
 
 
 class TrustScore(nn.Module):
-    """How familiar a flow is: a p-value of its distance to the training data in the experts' embedding space.
+    """How familiar a flow is: a p-value combining its distance to the training data in two spaces.
 
-    The distance is the smallest Mahalanobis distance (shared covariance, Lee et al. 2018) from the concatenated
-    expert embeddings to the mean of each training class (Normal and each attack family). ``trust`` is the
-    share of held-out in-distribution flows farther away than this flow, interpolated between ``knots`` (the
-    distance quantiles of the calibration set), so trust is uniform on in-distribution flows and
-    ``trust < alpha`` flags a fraction ``alpha`` of them: the stated false-alarm rate of ``out_of_distribution``.
-    Everything is a buffer written by ``moe_ids.trust.calibrate`` after training; it runs inside the ONNX graph.
+    Embedding view: the smallest Mahalanobis distance (shared covariance, Lee et al. 2018) from the concatenated
+    expert embeddings to the mean of each training class (Normal and each attack family). Input view: the
+    squared distance of the scaled values to the nearest k-means centroid of the training flows, over the
+    observed features, per observed feature (``moe_ids.trust.observed_distance``). Each distance becomes the
+    share of held-out in-distribution flows farther away (interpolated between its knots, the distance
+    quantiles of the calibration set); ``trust`` is the share of calibration flows whose smaller p-value was
+    smaller still, so trust is uniform on in-distribution flows and ``trust < alpha`` flags a fraction
+    ``alpha`` of them: the stated false-alarm rate of ``out_of_distribution``.
+    Everything is a buffer written by ``moe_ids.training.calibrate_trust``; it runs inside the ONNX graph.
     """
 
-    def __init__(self, dim: int, n_classes: int, knots: int) -> None:
+    def __init__(self, dim: int, n_classes: int, knots: int, input_dim: int = 0, centroids: int = 1) -> None:
         super().__init__()
         self.register_buffer("whitening", torch.eye(dim))  # Cholesky factor of the precision matrix
         self.register_buffer("centers", torch.zeros(n_classes, dim))  # class means, already whitened
         self.register_buffer("knots", torch.linspace(0.0, 1.0, knots + 1))  # ascending distance quantiles
+        self.register_buffer("input_centroids", torch.zeros(centroids, max(input_dim, 1)))
+        self.register_buffer("input_knots", torch.linspace(0.0, 1.0, knots + 1))
+        self.register_buffer("combined_knots", torch.linspace(0.0, 1.0, knots + 1))  # quantiles of min p-value
         self.register_buffer("alpha", torch.tensor(DEFAULT_ALPHA))
 
     def distance(self, embedding: torch.Tensor) -> torch.Tensor:
@@ -98,11 +105,25 @@ class TrustScore(nn.Module):
         diff = z.unsqueeze(1) - self.centers.unsqueeze(0)
         return (diff * diff).sum(dim=2).min(dim=1, keepdim=True).values
 
-    def forward(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.distance(embedding)
-        lo, hi = self.knots[:-1].unsqueeze(0), self.knots[1:].unsqueeze(0)
-        cdf = torch.clamp((d - lo) / (hi - lo), 0.0, 1.0).mean(dim=1, keepdim=True)
-        trust = 1.0 - cdf
+    def input_distance(self, values: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+        # expanded square: a [batch, centroids, dim] difference tensor would be 1 GB at batch 8192
+        c = self.input_centroids
+        observed = 1.0 - missing
+        seen = observed * values
+        d = (seen * values).sum(dim=1, keepdim=True) - 2.0 * seen @ c.t() + observed @ (c * c).t()
+        d = torch.clamp(d.min(dim=1, keepdim=True).values, min=0.0)
+        return d / torch.clamp(observed.sum(dim=1, keepdim=True), min=1.0)
+
+    @staticmethod
+    def _share_below(value: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
+        lo, hi = knots[:-1].unsqueeze(0), knots[1:].unsqueeze(0)
+        return torch.clamp((value - lo) / (hi - lo), 0.0, 1.0).mean(dim=1, keepdim=True)
+
+    def forward(self, embedding: torch.Tensor, values: torch.Tensor,
+                missing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p_embedding = 1.0 - self._share_below(self.distance(embedding), self.knots)
+        p_input = 1.0 - self._share_below(self.input_distance(values, missing), self.input_knots)
+        trust = self._share_below(torch.minimum(p_embedding, p_input), self.combined_knots)
         return trust, trust < self.alpha
 
 
@@ -127,7 +148,8 @@ class MixtureOfExperts(nn.Module):
         )
         self.binary_head = nn.Linear(c.embedding, 2)
         self.family_head = nn.Linear(c.embedding, c.n_families)
-        self.trust = TrustScore(2 * c.embedding, 1 + c.n_families, c.trust_knots)
+        self.trust = TrustScore(2 * c.embedding, 1 + c.n_families, c.trust_knots,
+                                input_dim=c.n_features, centroids=c.trust_centroids)
 
     def experts(
         self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
@@ -159,6 +181,13 @@ class MixtureOfExperts(nn.Module):
         e_tab, e_tmp, _ = self.experts(tabular, temporal, mask)
         return torch.cat([e_tab, e_tmp], dim=1)
 
+    def grouped_inputs(self, tabular: torch.Tensor, temporal: torch.Tensor,
+                       mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled values and missing mask in one column order (tabular, then temporal): the trust score's input
+        view, as ``moe_ids.training.input_view`` builds it for calibration."""
+        grouped_mask = torch.cat([mask.index_select(1, self.tab_idx), mask.index_select(1, self.tmp_idx)], dim=1)
+        return torch.cat([tabular, temporal], dim=1), grouped_mask
+
     def forward(
         self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -168,5 +197,5 @@ class MixtureOfExperts(nn.Module):
         mixed = gating[:, 0:1] * e_tab + gating[:, 1:2] * e_tmp
         probs = torch.softmax(self.binary_head(mixed), dim=1)
         family = torch.softmax(self.family_head(mixed), dim=1)
-        trust, ood = self.trust(torch.cat([e_tab, e_tmp], dim=1))
+        trust, ood = self.trust(torch.cat([e_tab, e_tmp], dim=1), *self.grouped_inputs(tabular, temporal, mask))
         return probs, gating, family, trust, ood

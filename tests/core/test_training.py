@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from moe_ids import artifacts
+from moe_ids import artifacts, drift
 from moe_ids.data import bundled_data_dir
 from moe_ids.training import TrainConfig, drop_features, train
 
@@ -32,7 +32,7 @@ def test_same_seed_same_weights(two_runs):
 def test_artifact_directory_is_complete(two_runs):
     d = two_runs[0]
     for name in (artifacts.WEIGHTS, artifacts.MODEL_CONFIG, artifacts.FEATURE_SCHEMA, artifacts.PREPROCESSING,
-                 artifacts.LABELS, artifacts.METADATA):
+                 artifacts.LABELS, artifacts.METADATA, drift.DRIFT_REFERENCE_FILE):
         assert (d / name).exists(), name
     meta = json.loads((d / artifacts.METADATA).read_text())
     assert len(meta["training_data"]["sha256"]) == 64
@@ -89,3 +89,44 @@ def test_trust_calibration_is_recorded(two_runs):
     model = artifacts.load_model(two_runs[0])
     knots = model.trust.knots.numpy()
     assert np.all(np.diff(knots) > 0) and knots[0] >= 0  # distances of the validation flows, ascending
+
+
+def test_trust_input_view_of_the_graph_is_the_calibrated_one(two_runs):
+    """The centroids were fitted on ``training.input_view``; the graph must build the same vector, or every
+    served trust would be measured in another space than the one calibrated."""
+    import torch
+
+    from moe_ids.preprocessing import Preprocessor
+    from moe_ids.training import input_view, to_tensors
+
+    model = artifacts.load_model(two_runs[0])
+    pre = Preprocessor(artifacts.load_stats(two_runs[0]))
+    x = drop_features(load_table_rows(), 0.4, np.random.default_rng(0))
+    tab, tmp, mask = to_tensors(pre, x, "zero")
+    with torch.no_grad():
+        values, missing = (t.numpy() for t in model.grouped_inputs(tab, tmp, mask))
+    ref_values, ref_missing = input_view(pre, x)
+    np.testing.assert_array_equal(missing, ref_missing)
+    observed = missing == 0  # imputed values differ (zero here, the default there) and must not matter
+    np.testing.assert_allclose(values[observed], ref_values[observed], atol=1e-6)
+    centroids = model.trust.input_centroids.numpy()
+    assert centroids.shape[1] == 70 and np.isfinite(centroids).all() and np.abs(centroids).sum() > 0
+    from moe_ids import trust as trust_mod
+
+    np.testing.assert_allclose(trust_mod.observed_distance(values, missing, centroids),
+                               trust_mod.observed_distance(ref_values, ref_missing, centroids), rtol=1e-5, atol=1e-9)
+    meta = json.loads((two_runs[0] / artifacts.METADATA).read_text())
+    assert meta["trust"]["calibration_flagged_share"] <= 0.02  # alpha on the calibration flows themselves
+
+
+def test_drift_reference_is_the_training_split_binned(two_runs):
+    """Serving's PSI compares traffic with this file: it must be the training split's own bins, written once by
+    training (not re-derived later from a corpus that may have changed)."""
+    from moe_ids.corpus import load_corpus, split_indices
+
+    ref = drift.DriftReference.from_json(two_runs[0] / drift.DRIFT_REFERENCE_FILE)
+    corpus = load_corpus(SMALL)
+    train_rows = corpus.features[split_indices(corpus, 3)["train"]]
+    assert ref.source["flows"] == len(train_rows) and ref.source["split"] == "train"
+    expected = drift.build_drift_reference(train_rows)
+    assert ref.edges == expected.edges and ref.proportions == expected.proportions

@@ -45,23 +45,98 @@ def test_fitted_distance_is_the_mahalanobis_distance_to_the_nearest_class() -> N
     np.testing.assert_allclose(trust.min_distance(q, whitening, centers), expected, rtol=1e-8)
 
 
-def test_graph_trust_matches_numpy() -> None:
-    rng = np.random.default_rng(2)
+def _fitted_head(rng: np.random.Generator) -> tuple[TrustScore, dict[str, np.ndarray]]:
     h = rng.normal(size=(500, 6))
+    values, missing = rng.normal(size=(500, 4)), (rng.random((500, 4)) < 0.3).astype(float)
     classes = rng.integers(0, 3, size=500)
     whitening, centers = trust.fit_gaussians(h, classes, 3)
     knots = trust.quantile_knots(trust.min_distance(h, whitening, centers), 50)
-    head = TrustScore(6, 3, 50)
-    head.whitening.copy_(torch.from_numpy(whitening).float())
-    head.centers.copy_(torch.from_numpy(centers).float())
-    head.knots.copy_(torch.from_numpy(knots).float())
+    centroids = trust.kmeans(values, 16, np.random.default_rng(3))
+    d_in = trust.observed_distance(values, missing, centroids)
+    input_knots = trust.quantile_knots(d_in, 50)
+    p_min = np.minimum(trust.trust_from_knots(trust.min_distance(h, whitening, centers), knots),
+                       trust.trust_from_knots(d_in, input_knots))
+    combined = trust.quantile_knots(p_min, 50)
+    head = TrustScore(6, 3, 50, input_dim=4, centroids=16)
+    fitted = {"whitening": whitening, "centers": centers, "knots": knots, "input_centroids": centroids,
+              "input_knots": input_knots, "combined_knots": combined}
+    for name, value in fitted.items():
+        getattr(head, name).copy_(torch.from_numpy(value).float())
     head.alpha.fill_(0.05)
-    q = rng.normal(size=(300, 6)) * 1.5
-    t, ood = head(torch.from_numpy(q).float())
-    expected = trust.trust_from_knots(trust.min_distance(q, whitening, centers), knots)
-    np.testing.assert_allclose(t.numpy()[:, 0], expected, atol=1e-4)
-    np.testing.assert_array_equal(ood.numpy()[:, 0], t.numpy()[:, 0] < 0.05)
+    return head, fitted
+
+
+def _numpy_trust(fitted: dict[str, np.ndarray], h: np.ndarray, values: np.ndarray,
+                 missing: np.ndarray) -> np.ndarray:
+    p_emb = trust.trust_from_knots(trust.min_distance(h, fitted["whitening"], fitted["centers"]), fitted["knots"])
+    p_in = trust.trust_from_knots(trust.observed_distance(values, missing, fitted["input_centroids"]),
+                                  fitted["input_knots"])
+    return trust.combined_p_value(p_emb, p_in, fitted["combined_knots"])
+
+
+def _head(head: TrustScore, *arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t, ood = head(*(torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in arrays))
     assert ood.dtype == torch.bool
+    return t.numpy()[:, 0], ood.numpy()[:, 0]
+
+
+def test_graph_trust_matches_numpy() -> None:
+    rng = np.random.default_rng(2)
+    head, fitted = _fitted_head(rng)
+    q = rng.normal(size=(300, 6)) * 1.5
+    values, missing = rng.normal(size=(300, 4)) * 1.5, (rng.random((300, 4)) < 0.3).astype(float)
+    t, ood = _head(head, q, values, missing)
+    np.testing.assert_allclose(t, _numpy_trust(fitted, q, values, missing), atol=1e-4)
+    np.testing.assert_array_equal(ood, t < 0.05)
+
+
+def test_a_flow_far_from_the_training_inputs_is_flagged_though_its_embedding_is_familiar() -> None:
+    rng = np.random.default_rng(4)
+    head, _ = _fitted_head(rng)
+    familiar = np.zeros((2, 6))  # at the heart of the embedding classes
+    values = np.array([[40.0, 40.0, 40.0, 40.0], [0.0, 0.0, 0.0, 0.0]])  # no training flow was near the first
+    t, ood = _head(head, familiar, values, np.zeros((2, 4)))
+    assert ood[0] and t[0] == 0.0
+    assert not ood[1] and t[1] > 0.3
+
+
+def test_missing_features_neither_count_nor_depend_on_their_imputed_value() -> None:
+    centroids = np.array([[0.0, 0.0, 0.0], [5.0, 5.0, 5.0]])
+    missing = np.array([[0, 1, 0], [0, 1, 0], [0, 0, 0]])
+    values = np.array([[1.0, -7.0, 1.0], [1.0, 3.0, 1.0], [1.0, 1.0, 1.0]])  # the middle value imputed otherwise
+    d = trust.observed_distance(values, missing, centroids)
+    np.testing.assert_allclose(d, [1.0, 1.0, 1.0])  # per observed feature: 2/2, 2/2, 3/3
+    assert trust.observed_distance(values[:1], np.ones((1, 3)), centroids)[0] == 0.0  # nothing observed
+
+
+def test_combined_trust_is_again_uniform_on_calibration_like_flows() -> None:
+    rng = np.random.default_rng(5)
+    p_a, p_b = rng.random(20_000), rng.random(20_000)  # two views' p-values, independent here
+    knots = trust.quantile_knots(np.minimum(p_a, p_b), 200)
+    fresh = trust.combined_p_value(rng.random(200_000), rng.random(200_000), knots)
+    assert abs(np.mean(fresh < 0.01) - 0.01) < 0.002
+    assert abs(np.mean(fresh < 0.2) - 0.2) < 0.01
+    # the smaller p-value alone would flag about twice alpha
+    assert abs(np.mean(np.minimum(rng.random(200_000), rng.random(200_000)) < 0.01) - 0.0199) < 0.002
+
+
+def test_kmeans_finds_separated_clusters_and_is_deterministic() -> None:
+    rng = np.random.default_rng(6)
+    truth = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    x = np.concatenate([c + rng.normal(scale=0.3, size=(400, 2)) for c in truth])
+    a = trust.kmeans(x, 4, np.random.default_rng(7))
+    b = trust.kmeans(x, 4, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+    assert np.all(trust.observed_distance(truth, np.zeros_like(truth), a) < 0.05)
+    brute = ((x[:, None, :] - a[None]) ** 2).sum(axis=2).min(axis=1) / 2
+    np.testing.assert_allclose(trust.observed_distance(x, np.zeros_like(x), a), brute, atol=1e-9)
+
+
+def test_kmeans_keeps_every_centroid_on_data_with_fewer_distinct_points() -> None:
+    x = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]), 50, axis=0)
+    c = trust.kmeans(x, 5, np.random.default_rng(8))
+    assert c.shape == (5, 2) and np.all(np.isfinite(c))
+    assert np.all(trust.observed_distance(x, np.zeros_like(x), c) < 1e-12)
 
 
 def test_class_index_groups_normal_and_families() -> None:

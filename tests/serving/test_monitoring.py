@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 
+from moe_ids import drift
 from moe_ids.preprocessing import STRATEGIES, PreprocessingStats
 from moe_ids.schema import FEATURE_NAMES, N_FEATURES
 from moe_ids.serving import monitoring as mon
@@ -171,7 +172,7 @@ def test_outputs_skip_warmup_by_inputs() -> None:
 def test_reference_bins_and_psi() -> None:
     rng = np.random.default_rng(1)
     _, train = synthetic_stats(rng)
-    ref = mon.build_drift_reference(train, bins=10)
+    ref = drift.build_drift_reference(train, bins=10)
     assert ref.feature_names == list(FEATURE_NAMES)
     assert ref.edges[5] == [0.0] and ref.proportions[5] == [1.0, 0.0]  # point mass: one edge, not ten
     assert all(abs(sum(p) - 1) < 1e-9 for p in ref.proportions)
@@ -198,9 +199,9 @@ def test_reference_bins_and_psi() -> None:
 def test_psi_gauge_published_after_min_flows(tmp_path) -> None:
     rng = np.random.default_rng(2)
     stats, train = synthetic_stats(rng)
-    ref = mon.build_drift_reference(train, feature_names=FEATURE_NAMES[:3])
-    ref.to_json(tmp_path / mon.DRIFT_REFERENCE_FILE)
-    ref = mon.DriftReference.from_json(tmp_path / mon.DRIFT_REFERENCE_FILE)
+    ref = drift.build_drift_reference(train, feature_names=FEATURE_NAMES[:3])
+    ref.to_json(tmp_path / drift.DRIFT_REFERENCE_FILE)
+    ref = drift.DriftReference.from_json(tmp_path / drift.DRIFT_REFERENCE_FILE)
     m = mon.Monitor(FakeApi, inputs=True, stats=stats, reference=ref, flush_interval_s=0, drift_min_flows=1000,
                     drift_window_flows=4000, drift_sample_rows=10_000)
     m.observe_inputs(train[:999] * 20, 2)
@@ -222,7 +223,7 @@ def test_reference_rejects_unknown_feature(tmp_path) -> None:
     path = tmp_path / "ref.json"
     path.write_text(json.dumps({"feature_names": ["Nope"], "edges": [[]], "proportions": [[1.0]]}))
     with pytest.raises(ValueError, match="Nope"):
-        mon.DriftReference.from_json(path)
+        drift.DriftReference.from_json(path)
 
 
 def test_background_flush_and_close() -> None:
@@ -239,7 +240,7 @@ def test_from_triton_args_reads_warmup_and_switch() -> None:
     assert m._warmup_left == 1 + 2048 and m._thread is None
     args = {"model_config": json.dumps(config), "model_instance_name": "moe_ids_preprocess_0_1"}
     rng = np.random.default_rng(4)
-    ref = mon.build_drift_reference(rng.lognormal(size=(100, N_FEATURES)), feature_names=FEATURE_NAMES[:1])
+    ref = drift.build_drift_reference(rng.lognormal(size=(100, N_FEATURES)), feature_names=FEATURE_NAMES[:1])
     mon.Monitor.from_triton_args(args, FakeApi, inputs=True, reference=ref)
     assert value(mon.DRIFT_WINDOW, model_instance="moe_ids_preprocess_0_1") == 0
     assert (("feature", FEATURE_NAMES[0]), ("model_instance", "moe_ids_preprocess_0_1")) in \
@@ -253,7 +254,7 @@ def test_from_triton_args_reads_warmup_and_switch() -> None:
 def test_drift_samples_large_executions() -> None:
     rng = np.random.default_rng(3)
     _, train = synthetic_stats(rng)
-    ref = mon.build_drift_reference(train, feature_names=FEATURE_NAMES[:2])
+    ref = drift.build_drift_reference(train, feature_names=FEATURE_NAMES[:2])
     m = mon.Monitor(FakeApi, inputs=True, reference=ref, flush_interval_s=0, drift_sample_rows=100)
     m.observe_inputs(train[:1000], 2)  # strided down to 100 rows
     m.observe_inputs(train[:30], 2)  # small executions are kept whole

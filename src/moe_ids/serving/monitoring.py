@@ -20,28 +20,26 @@ Warm-up. Triton sends each instance its ``model_warmup`` samples (zero tensors) 
 not traffic. A monitor built from the Triton ``args`` skips the first all-zero rows up to the number of warm-up
 flows in the model config, and counts everything after that.
 
-The drift reference (bin edges and proportions per feature, computed on the training split) is written next to
-the model artifacts by ``ensure_drift_reference`` and copied into the preprocess model's version directory.
+The drift reference (bin edges and proportions per feature, computed on the training split, ``moe_ids.drift``) is
+written by training into the artifact directory and copied into the version directory of the model that admits
+the flows.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from moe_ids.contract import OUTPUT_LABELS, PROBABILITIES
+from moe_ids.drift import DRIFT_REFERENCE_FILE, DriftReference
 from moe_ids.preprocessing import STRATEGIES, PreprocessingStats
 from moe_ids.schema import FEATURE_NAMES, N_FEATURES
 
-DRIFT_REFERENCE_FILE = "drift_reference.json"
 DEFAULT_FLUSH_INTERVAL_S = 1.0
-DEFAULT_DRIFT_BINS = 10
 DRIFT_MIN_FLOWS = 500  # PSI over fewer observed values is mostly sampling noise
 DRIFT_WINDOW_FLOWS = 50_000  # counts are halved past this, so the PSI follows recent traffic
 DRIFT_SAMPLE_ROWS = 128  # rows per execution kept for the PSI (an evenly strided sample of larger batches)
@@ -64,96 +62,13 @@ GATING_WEIGHT = "moe_ids_temporal_gating_weight"  # emulated histogram: _bucket,
 # Drift reference
 
 
-@dataclass
-class DriftReference:
-    """Quantile bins of the training split's observed values, per feature, and the share of values in each.
-
-    ``edges[f]`` are the interior bin edges of feature ``f`` in raw units; bin ``k`` holds values ``v`` with
-    ``edges[k-1] < v <= edges[k]`` (the first and last bins are open). Features with a point mass (most CIC
-    counters are zero for most flows) get fewer, unique edges rather than empty duplicate bins.
-    """
-
-    feature_names: list[str]
-    edges: list[list[float]]
-    proportions: list[list[float]]
-    source: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> DriftReference:
-        data = json.loads(Path(path).read_text())
-        ref = cls(**data)
-        unknown = [name for name in ref.feature_names if name not in FEATURE_NAMES]
-        if unknown:
-            raise ValueError(f"{path}: drift reference names features this code does not know: {unknown[:5]}")
-        for name, e, p in zip(ref.feature_names, ref.edges, ref.proportions, strict=True):
-            if len(p) != len(e) + 1:
-                raise ValueError(f"{path}: feature {name!r}: {len(e)} edges need {len(e) + 1} proportions")
-        return ref
-
-    @property
-    def indices(self) -> np.ndarray:
-        return np.asarray([FEATURE_NAMES.index(name) for name in self.feature_names], dtype=np.int64)
-
-
-def build_drift_reference(features: np.ndarray, feature_names: Sequence[str] | None = None,
-                          bins: int = DEFAULT_DRIFT_BINS, source: dict[str, Any] | None = None) -> DriftReference:
-    """Reference bins from raw [n, N_FEATURES] training features (NaN/inf = missing, left out of the bins)."""
-    x = np.asarray(features, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != N_FEATURES:
-        raise ValueError(f"features: expected shape [n, {N_FEATURES}], got {list(x.shape)}")
-    names = list(feature_names) if feature_names is not None else list(FEATURE_NAMES)
-    unknown = [n for n in names if n not in FEATURE_NAMES]
-    if unknown:
-        raise ValueError(f"feature_names: unknown features {unknown}")
-    quantiles = np.linspace(0.0, 1.0, bins + 1)[1:-1]
-    edges, proportions = [], []
-    for name in names:
-        column = x[:, FEATURE_NAMES.index(name)]
-        column = column[np.isfinite(column)]
-        if column.size == 0:
-            edges.append([])
-            proportions.append([1.0])
-            continue
-        e = np.unique(np.quantile(column, quantiles, method="inverted_cdf"))
-        counts = np.bincount(np.searchsorted(e, column, side="left"), minlength=e.size + 1)
-        edges.append([float(v) for v in e])
-        proportions.append([float(v) for v in counts / counts.sum()])
-    return DriftReference(names, edges, proportions, dict(source or {}, bins=bins, flows=int(x.shape[0])))
-
-
-def training_drift_reference(model_dir: Path, feature_names: Sequence[str] | None = None) -> DriftReference:
-    """The reference of a trained model: its own training split of the bundled corpus (seed from metadata)."""
-    from moe_ids import artifacts
-    from moe_ids.corpus import model_split
-
-    seed = int(artifacts.read_json(Path(model_dir) / artifacts.METADATA)["training_data"]["split_seed"])
-    corpus, split = model_split(model_dir)  # SplitMismatchError: build it with build_drift_reference instead
-    train_idx = split["train"]
-    source = {"split": "train", "split_seed": seed, "data_sha256": corpus.data_hash}
-    return build_drift_reference(corpus.features[train_idx], feature_names, source=source)
-
-
-def ensure_drift_reference(model_dir: Path) -> Path:
-    """Path of the model's drift reference, computing it from the training split when it is not there yet."""
-    path = Path(model_dir) / DRIFT_REFERENCE_FILE
-    if not path.is_file():
-        training_drift_reference(model_dir).to_json(path)
-    return path
-
-
 def copy_drift_reference(model_dir: Path, destination: Path) -> Path | None:
-    """Put the model's drift reference into a model version directory; None (no drift metrics) if unavailable.
-
-    A model trained on other data than the bundled corpus has no reference until one is built from its own
-    training data; serving still works, only the PSI gauges are absent.
-    """
-    try:
-        source = ensure_drift_reference(model_dir)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"moe_ids: no drift reference for {model_dir}: {exc}")
+    """Put the model's drift reference (written by training) into a model version directory; None (no drift
+    metrics, the PSI gauges are absent, serving works) when the artifact directory has none."""
+    source = Path(model_dir) / DRIFT_REFERENCE_FILE
+    if not source.is_file():
+        print(f"moe_ids: no {DRIFT_REFERENCE_FILE} in {model_dir} (trained before training wrote one): "
+              "no drift metrics; retrain, or write one with moe_ids.drift.build_drift_reference")
         return None
     target = Path(destination) / DRIFT_REFERENCE_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
