@@ -21,9 +21,9 @@ import pytest
 def serving(root: Path, extra_args: list[str] | None = None, **options) -> Iterator:
     """A real tritonserver on a repository generated under ``root`` from models/default with ``options``
     (``RepositoryOptions`` fields), stopped on exit; its log is ``root/tritonserver.log``."""
-    from moe_ids.serving.bootstrap import ensure_model
-    from moe_ids.serving.repository import build_repository, options_for_model
-    from moe_ids.serving.server import TritonServer
+    from moe_ids.triton.ops.bootstrap import ensure_model
+    from moe_ids.triton.ops.server import TritonServer
+    from moe_ids.triton.repository import build_repository, options_for_model
 
     model_dir = ensure_model()
     repository = build_repository(model_dir, root / "repository", options_for_model(model_dir, **options))

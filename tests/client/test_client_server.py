@@ -10,8 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moe_ids import contract
-from moe_ids.artifacts import default_model_dir
 from moe_ids.client import (
     AsyncMoEClient,
     InvalidInputError,
@@ -22,9 +20,11 @@ from moe_ids.client import (
     ServerUnavailableError,
     analyze,
 )
-from moe_ids.data import load_flows
-from moe_ids.schema import FEATURE_NAMES, FEATURES
-from moe_ids.serving.server import free_port
+from moe_ids.core import contract
+from moe_ids.core.artifacts import default_model_dir
+from moe_ids.core.schema import FEATURE_NAMES, FEATURES
+from moe_ids.data.loading import load_flows
+from moe_ids.triton.ops.server import free_port
 
 pytestmark = pytest.mark.integration
 

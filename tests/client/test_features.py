@@ -12,8 +12,8 @@ import pytest
 
 from moe_ids.client.errors import InvalidInputError
 from moe_ids.client.features import encode_array, encode_flows, encode_frame, is_known_non_feature
-from moe_ids.data import load_flows
-from moe_ids.schema import FEATURE_NAMES, FEATURES
+from moe_ids.core.schema import FEATURE_NAMES, FEATURES
+from moe_ids.data.loading import load_flows
 
 ORIGINAL_CSV = "data/cicids2017-original/orig_Wednesday_head200.csv.gz"
 
@@ -101,7 +101,7 @@ def test_dataframe_index_is_kept(real_rows: pd.DataFrame) -> None:
 
 
 def test_client_imports_neither_torch_nor_onnx() -> None:
-    code = ("import sys, moe_ids.client, moe_ids.commands.score, moe_ids.data; "
+    code = ("import sys, moe_ids.client, moe_ids.cli.score, moe_ids.data.loading; "
             "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime', 'sklearn')]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -9,7 +9,6 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
-from moe_ids import contract
 from moe_ids.client.errors import (
     InvalidInputError,
     ModelNotReadyError,
@@ -22,8 +21,9 @@ from moe_ids.client.errors import (
 )
 from moe_ids.client.model_info import ModelInfo
 from moe_ids.client.retry import RetryPolicy, call_with_retry
-from moe_ids.schema import EXPERT_LABELS, FEATURE_NAMES
-from moe_ids.serving.repository import RepositoryOptions, render_repository
+from moe_ids.core import contract
+from moe_ids.core.schema import EXPERT_LABELS, FEATURE_NAMES
+from moe_ids.triton.repository import RepositoryOptions, render_repository
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from moe_ids import contract
 from moe_ids.client import AsyncMoEClient, ModelNotReadyError, MoEClient, OverloadedError
-from moe_ids.data import load_flows
+from moe_ids.core import contract
+from moe_ids.data.loading import load_flows
 
 pytestmark = pytest.mark.integration
 

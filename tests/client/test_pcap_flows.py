@@ -12,9 +12,9 @@ import gzip
 import numpy as np
 import pytest
 
-from moe_ids import extractors
 from moe_ids.client.pcap_flows import is_capture, read_pcap
-from moe_ids.data import bundled_data_dir
+from moe_ids.data import extractors
+from moe_ids.data.loading import bundled_data_dir
 
 pytest.importorskip("nfstream")
 PCAPS = bundled_data_dir() / "pcaps"

@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from moe_ids import contract
 from moe_ids.cli import main
 from moe_ids.client import MoEClient
-from moe_ids.data import load_flows
-from moe_ids.serving.server import free_port
+from moe_ids.core import contract
+from moe_ids.data.loading import load_flows
+from moe_ids.triton.ops.server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -117,9 +117,9 @@ def test_score_fails_cleanly_without_a_server(tmp_path: Path, capsys: pytest.Cap
 
 @pytest.mark.slow
 def test_score_survives_a_server_restart(tmp_path: Path) -> None:
-    from moe_ids.serving.bootstrap import ensure_model
-    from moe_ids.serving.repository import build_repository, options_for_model
-    from moe_ids.serving.server import TritonServer
+    from moe_ids.triton.ops.bootstrap import ensure_model
+    from moe_ids.triton.ops.server import TritonServer
+    from moe_ids.triton.repository import build_repository, options_for_model
 
     source = pd.read_csv(CORRECTED_CSV)
     source["id"] = range(len(source))  # unique row ids make any lost or repeated row visible

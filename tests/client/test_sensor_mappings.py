@@ -7,7 +7,7 @@ import math
 import pytest
 
 from moe_ids.client import from_suricata_flow, from_zeek_conn
-from moe_ids.schema import FEATURE_NAMES
+from moe_ids.core.schema import FEATURE_NAMES
 
 ZEEK = {"ts": 1499430000.12, "uid": "CAbc1", "id.orig_h": "192.168.10.5", "id.orig_p": 53633,
         "id.resp_h": "192.168.10.3", "id.resp_p": 80, "proto": "tcp", "service": "http", "duration": 0.5,

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from moe_ids.labels import FAMILIES, clean_label, encode, family_of
+from moe_ids.core.labels import FAMILIES, clean_label, encode, family_of
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from moe_ids.preprocessing import STRATEGIES, PreprocessingError, PreprocessingStats, Preprocessor
-from moe_ids.schema import N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
+from moe_ids.core.preprocessing import STRATEGIES, PreprocessingError, PreprocessingStats, Preprocessor
+from moe_ids.core.schema import N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
 
 
 @pytest.fixture(scope="module")

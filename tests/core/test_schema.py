@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from moe_ids import schema
-from moe_ids.data import bundled_data_dir
+from moe_ids.core import schema
+from moe_ids.data.loading import bundled_data_dir
 
 
 def test_groups_partition_the_features():

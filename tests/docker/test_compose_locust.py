@@ -14,8 +14,8 @@ import pytest
 import yaml
 from test_deployment_files import DOCKER
 
-import moe_ids.loadtest
-from moe_ids.serving.server import free_port
+import moe_ids.perf.loadtest
+from moe_ids.triton.ops.server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def compose_command(service: str, overrides: dict[str, str]) -> list[str]:
 
 
 def test_master_and_worker_run_the_project_scenario(triton_server, tmp_path: Path) -> None:
-    locustfile = Path(moe_ids.loadtest.__file__).parent / "locustfile.py"
+    locustfile = Path(moe_ids.perf.loadtest.__file__).parent / "locustfile.py"
     locust = [sys.executable, "-m", "locust", "-f", str(locustfile)]
     port = free_port()
     master_args = compose_command("locust-master", {

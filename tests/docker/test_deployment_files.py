@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from moe_ids.artifacts import project_root
-from moe_ids.serving.repository import TARGETS
+from moe_ids.core.artifacts import project_root
+from moe_ids.triton.repository import TARGETS
 
 DOCKER = project_root() / "docker"
 K8S = DOCKER / "k8s"
@@ -72,7 +72,7 @@ def test_dockerfile_pins_triton_and_runs_as_non_root_with_healthcheck() -> None:
     users = [a for i, a in steps if i == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     health = [a for i, a in steps if i == "HEALTHCHECK"]
-    assert len(health) == 1 and "moe_ids.serving.probe" in health[0]
+    assert len(health) == 1 and "moe_ids.triton.ops.probe" in health[0]
     exposed = {int(p) for i, a in steps if i == "EXPOSE" for p in a.split()}
     assert exposed == TRITON_PORTS
     target = [a for i, a in steps if i == "ARG" and a.startswith("TARGET=")]
@@ -98,7 +98,7 @@ def test_python_backend_modules_import_with_numpy_alone() -> None:
         "        if name.split('.')[0] in {'pandas', 'torch', 'tritonclient', 'onnxruntime', 'onnx', 'locust'}:\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import moe_ids.serving.backends.preprocess, moe_ids.serving.monitoring\n"
+        "import moe_ids.triton.backends.preprocess, moe_ids.triton.backends.monitoring\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -165,7 +165,7 @@ def test_compose_triton_service(compose: dict) -> None:
     assert published == TRITON_PORTS
     assert all(p.startswith("127.0.0.1:") for p in triton["ports"])
     assert "moe_ids_admin_key" in triton["secrets"]
-    assert "moe_ids.serving.probe" in " ".join(triton["healthcheck"]["test"])
+    assert "moe_ids.triton.ops.probe" in " ".join(triton["healthcheck"]["test"])
     for name, service in compose["services"].items():
         image = service.get("image", "")
         assert image and not image.endswith(":latest") and ":" in image, name
@@ -173,7 +173,7 @@ def test_compose_triton_service(compose: dict) -> None:
 
 
 def test_compose_locust_runs_the_project_scenarios(compose: dict) -> None:
-    from moe_ids.loadtest.scenarios import SCENARIOS
+    from moe_ids.perf.loadtest.scenarios import SCENARIOS
 
     master, worker = compose["services"]["locust-master"], compose["services"]["locust-worker"]
     assert "--master" in master["command"] and "--worker" in worker["command"]
@@ -297,7 +297,7 @@ def test_deployment_probes_resources_security_and_shm() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
     liveness = container["livenessProbe"]["exec"]["command"]
-    assert liveness[:3] == ["python3", "-m", "moe_ids.serving.probe"] and "127.0.0.1:8000" in liveness
+    assert liveness[:3] == ["python3", "-m", "moe_ids.triton.ops.probe"] and "127.0.0.1:8000" in liveness
     assert {p["containerPort"] for p in container["ports"]} == TRITON_PORTS
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0

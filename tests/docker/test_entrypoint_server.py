@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from test_deployment_files import DOCKER, adapter_rule, triton_image_tag, triton_version_of_tag
 
-from moe_ids.contract import ENSEMBLE_MODEL, INPUT_FEATURES
-from moe_ids.schema import N_FEATURES
-from moe_ids.serving.server import TritonInstall, TritonServer
+from moe_ids.core.contract import ENSEMBLE_MODEL, INPUT_FEATURES
+from moe_ids.core.schema import N_FEATURES
+from moe_ids.triton.ops.server import TritonInstall, TritonServer
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ class EntrypointServer(TritonServer):
 
 @pytest.fixture(scope="module")
 def production_server(triton_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EntrypointServer]:
-    from moe_ids.serving.server import find_triton
+    from moe_ids.triton.ops.server import find_triton
 
     mp = pytest.MonkeyPatch()
     key_file = tmp_path_factory.mktemp("secrets") / "admin_key"
@@ -154,6 +154,6 @@ def test_every_metric_the_dashboard_and_autoscaler_query_is_published(production
 
 def test_liveness_probe_passes_with_the_production_flags(production_server) -> None:
     """The probe the image and the manifests use reads model configs and infers through the open APIs."""
-    from moe_ids.serving.probe import check
+    from moe_ids.triton.ops.probe import check
 
     assert check(production_server.http_url, production_server.pid) == []

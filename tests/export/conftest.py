@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from moe_ids import artifacts
+from moe_ids.core import artifacts
 
 ARTIFACT_FILES = (artifacts.WEIGHTS, artifacts.MODEL_CONFIG, artifacts.FEATURE_SCHEMA, artifacts.PREPROCESSING,
                   artifacts.LABELS, artifacts.METADATA)
@@ -39,7 +39,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained artifact directory (no ONNX files yet) owned by this test session."""
     target = tmp_path_factory.mktemp("model")
     if not _copy_default(target):
-        from moe_ids.training import TrainConfig, train
+        from moe_ids.model.training import TrainConfig, train
 
         shutil.rmtree(target)
         target.mkdir()

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from moe_ids import artifacts
 from moe_ids.cli import main
+from moe_ids.core import artifacts
 from moe_ids.export import tensorrt_engine
 from moe_ids.export.pipeline import REPORT
 from moe_ids.export.throughput import compare_throughput, measure_onnx_throughput
@@ -67,8 +67,8 @@ def test_throughput_helpers_report_flows_per_second(exported):
 
 @pytest.mark.slow
 def test_export_of_a_model_trained_on_other_csvs_needs_them(tmp_path, capsys):
-    from moe_ids.data import bundled_data_dir
-    from moe_ids.training import TrainConfig, train
+    from moe_ids.data.loading import bundled_data_dir
+    from moe_ids.model.training import TrainConfig, train
 
     csv = bundled_data_dir() / "cicids2017-original" / "orig_Tuesday_head4998_binarylabel.csv.gz"
     target = tmp_path / "custom"

@@ -15,9 +15,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from moe_ids import contract
+from moe_ids.core import contract
+from moe_ids.core.onnx_runtime import CPU_PROVIDER, CUDA_FP32_OPTIONS, CUDA_PROVIDER, make_session, resolve_providers
 from moe_ids.export import verify
-from moe_ids.onnx_runtime import CPU_PROVIDER, CUDA_FP32_OPTIONS, CUDA_PROVIDER, make_session, resolve_providers
 
 GPU_TOLERANCE = 1e-4  # TF32 off, vs the CPU provider; measured on an H100: 2.4e-6
 TF32_TOLERANCE = 1e-2  # provider defaults (TF32 on), vs PyTorch; measured on an H100: 2.9e-3

@@ -10,10 +10,10 @@ import onnx
 import pytest
 import torch
 
-from moe_ids import artifacts, contract
+from moe_ids.core import artifacts, contract
+from moe_ids.core.onnx_runtime import make_session, run_onnx
+from moe_ids.core.schema import FEATURE_NAMES
 from moe_ids.export import onnx_export, verify
-from moe_ids.onnx_runtime import make_session, run_onnx
-from moe_ids.schema import FEATURE_NAMES
 
 
 def test_graph_follows_the_contract(exported):

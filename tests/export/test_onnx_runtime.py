@@ -6,8 +6,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from moe_ids import contract
-from moe_ids.onnx_runtime import make_session, resolve_providers, run_onnx, session_options
+from moe_ids.core import contract
+from moe_ids.core.onnx_runtime import make_session, resolve_providers, run_onnx, session_options
 
 
 def test_session_options_disable_spinning():
@@ -48,7 +48,7 @@ def test_provider_lists():
 def test_gpu_keyword_lists_tensorrt_only_when_it_loads(monkeypatch, trt_loads: bool):
     """onnxruntime-gpu offers its TensorRT provider without TensorRT installed; asked for it anyway, a session
     falls back to CUDA with default options (TF32), losing the fp32 options, so the keyword leaves it out."""
-    from moe_ids import onnx_runtime
+    from moe_ids.core import onnx_runtime
 
     monkeypatch.setattr(ort, "get_available_providers",
                         lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])

@@ -7,9 +7,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from moe_ids import contract
+from moe_ids.core import contract
+from moe_ids.core.onnx_runtime import make_session, run_onnx
 from moe_ids.export import quantize
-from moe_ids.onnx_runtime import make_session, run_onnx
 
 
 def test_gemm_rewrite_keeps_outputs_equal(exported, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moe_ids import artifacts, contract
+from moe_ids.core import artifacts, contract
 from moe_ids.export import tensorrt_engine
 
 

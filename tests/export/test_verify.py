@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
-from moe_ids import artifacts
+from moe_ids.core import artifacts
 from moe_ids.export import onnx_export, verify
 
 

@@ -3,7 +3,7 @@ is wrong, the server stays up, and the next valid request gets the same answer a
 
 Raw ``http.client`` rather than tritonclient, so the bodies are exactly what a foreign client (curl, a
 proxy, a fuzzer) could send. The gRPC side of width/rank/dtype/empty/strategy errors and bad requests mixed
-into one batch are in tests/serving/test_bad_requests.py; here the same inputs are checked over HTTP with
+into one batch are in tests/tritonserver/test_bad_requests.py; here the same inputs are checked over HTTP with
 their status codes, plus what only HTTP can get wrong (JSON syntax, truncated binary bodies, body size).
 """
 
@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from moe_ids import contract
-from moe_ids.data import load_flows
+from moe_ids.core import contract
+from moe_ids.data.loading import load_flows
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@
 What Triton 2.51 does by itself is pinned down first: a dead Python-backend stub is not restarted and its
 model still reports READY while every inference fails. Then the watchdog of ``moe-ids serve`` (Supervisor)
 is shown to notice the dead stub and bring the service back. The watchdog's restart of a killed tritonserver
-is in tests/serving/test_server_lifecycle.py, the whole of ``moe-ids serve`` recovering from a killed stub
+is in tests/tritonserver/ops/test_server_lifecycle.py, the whole of ``moe-ids serve`` recovering from a killed stub
 in test_serve_recovery.py, and ``moe-ids score`` keeping exactly one output row per input
 row across a server restart in tests/client/test_score_cli.py::test_score_survives_a_server_restart.
 """
@@ -21,10 +21,10 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from moe_ids import contract
-from moe_ids.data import load_flows
-from moe_ids.serving.stubs import backend_stubs, missing_stubs
-from moe_ids.serving.supervisor import Supervisor
+from moe_ids.core import contract
+from moe_ids.data.loading import load_flows
+from moe_ids.triton.ops.stubs import backend_stubs, missing_stubs
+from moe_ids.triton.ops.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def model_ready(server, model: str) -> bool:
 
 
 def test_every_python_model_runs_in_its_own_stub(server) -> None:
-    from moe_ids.serving.repository import RepositoryOptions
+    from moe_ids.triton.repository import RepositoryOptions
 
     stubs = backend_stubs(server.pid)
     assert set(stubs) == set(PYTHON_MODELS)

@@ -1,6 +1,6 @@
 """A short overload run (about 15 s) against a real server with 20 ms queueing deadlines, so rejections are certain.
 
-The same code as ``moe-ids loadtest --scenario overload`` (loadtest/overload.py) with the capacity given rather
+The same code as ``moe-ids loadtest --scenario overload`` (perf/loadtest/overload.py) with the capacity given rather
 than calibrated and a 20 ms budget both for queueing (per priority level) and for waiting after admission: three
 times the given rate must end with no process dead, every request answered (a result or an explicit refusal,
 none failed or timed out) and the server still ready. Latency is printed, not asserted: the 60 s run's figures are in
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from moe_ids.loadtest.overload import (
+from moe_ids.perf.loadtest.overload import (
     ACCEPTED,
     FAILED,
     REJECTED,
@@ -24,7 +24,7 @@ from moe_ids.loadtest.overload import (
     format_overload,
     run_overload,
 )
-from moe_ids.loadtest.runner import LoadTestConfig
+from moe_ids.perf.loadtest.runner import LoadTestConfig
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def test_three_times_capacity_is_answered_or_rejected(tiny_queue_server, tmp_pat
 
 def test_served_process_set_is_compared(tiny_queue_server) -> None:
     """The survival check sees the server and both stubs, so a death during the run could not go unnoticed."""
-    from moe_ids.loadtest.overload import _processes
+    from moe_ids.perf.loadtest.overload import _processes
 
     procs = _processes(tiny_queue_server.pid)
     assert set(procs) == {"tritonserver", "moe_ids_preprocess", "moe_ids_model"}

@@ -14,9 +14,9 @@ import urllib.request
 
 import pytest
 
-from moe_ids import contract
-from moe_ids.serving.server import free_port
-from moe_ids.serving.stubs import backend_stubs
+from moe_ids.core import contract
+from moe_ids.triton.ops.server import free_port
+from moe_ids.triton.ops.stubs import backend_stubs
 
 pytestmark = pytest.mark.integration
 

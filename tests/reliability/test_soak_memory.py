@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from moe_ids import contract
-from moe_ids.serving.soak import (
+from moe_ids.core import contract
+from moe_ids.perf.soak import (
     SERVER_ROLE,
     TOTAL,
     MemorySample,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from moe_ids.serving.server import free_port
 from moe_ids.streaming.nats_server import NatsServer
+from moe_ids.triton.ops.server import free_port
 
 
 @pytest.fixture

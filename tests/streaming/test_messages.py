@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moe_ids import contract
 from moe_ids.client.features import encode_frame
 from moe_ids.client.model_info import ModelInfo
 from moe_ids.client.suricata import from_suricata_flow
 from moe_ids.client.zeek import from_zeek_conn
-from moe_ids.schema import FEATURE_NAMES
+from moe_ids.core import contract
+from moe_ids.core.schema import FEATURE_NAMES
 from moe_ids.streaming import messages as m
 from moe_ids.streaming import topology
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from streams import WorkerProcess, consumer_state, read_json_stream, read_stream
 
-from moe_ids.data import bundled_data_dir
+from moe_ids.data.loading import bundled_data_dir
 from moe_ids.streaming import topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 from streams import WorkerProcess, consumer_state, read_json_stream, wait_until
 
-from moe_ids.data import default_training_csv, load_flows
-from moe_ids.serving.bootstrap import ensure_model
-from moe_ids.serving.repository import build_repository, options_for_model
-from moe_ids.serving.server import TritonServer, free_port
+from moe_ids.data.loading import default_training_csv, load_flows
 from moe_ids.streaming import topology
 from moe_ids.streaming.publisher import Publisher, PublishSettings
+from moe_ids.triton.ops.bootstrap import ensure_model
+from moe_ids.triton.ops.server import TritonServer, free_port
+from moe_ids.triton.repository import build_repository, options_for_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 

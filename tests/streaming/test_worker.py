@@ -17,7 +17,7 @@ import pytest
 from streams import consumer_state, flow_message, publish, read_json_stream, read_stream
 
 from moe_ids.client import MoEClient
-from moe_ids.data import bundled_data_dir, default_training_csv, load_flows
+from moe_ids.data.loading import bundled_data_dir, default_training_csv, load_flows
 from moe_ids.streaming import topology
 from moe_ids.streaming.worker import ScorerWorker, WorkerSettings
 

@@ -4,4 +4,4 @@ The implementation lives in the installed moe_ids package, so it is versioned, l
 like the rest of the code; this file only tells Triton where to find it.
 """
 
-from moe_ids.serving.backends.onehop import TritonPythonModel  # noqa: F401
+from moe_ids.triton.backends.onehop import TritonPythonModel  # noqa: F401

@@ -30,7 +30,7 @@ from .publisher import Publisher, PublishSettings, publish_file
 
 def bench_flows(n: int, path: Path) -> Path:
     """N real flows of the bundled corpus (repeated when N is larger), as a CSV ``moe-ids score`` reads."""
-    from moe_ids.data import default_training_csv, load_flows
+    from moe_ids.data.loading import default_training_csv, load_flows
 
     features = load_flows(default_training_csv()).features
     rows = np.resize(np.arange(len(features)), n)
@@ -164,15 +164,15 @@ def latency_run(rate: float, seconds: float, flows: Path, triton_url: str, root:
 
 
 def _free() -> int:
-    from moe_ids.serving.server import free_port
+    from moe_ids.triton.ops.server import free_port
 
     return free_port()
 
 
 def run_stream_bench(n: int, worker_counts: list[int], latency_seconds: float, json_path: Path | None) -> int:
-    from moe_ids.serving.bootstrap import ensure_model
-    from moe_ids.serving.repository import build_repository, options_for_model
-    from moe_ids.serving.server import TritonServer
+    from moe_ids.triton.ops.bootstrap import ensure_model
+    from moe_ids.triton.ops.server import TritonServer
+    from moe_ids.triton.repository import build_repository, options_for_model
 
     with tempfile.TemporaryDirectory(prefix="moe-ids-stream-bench-") as tmp:
         root = Path(tmp)

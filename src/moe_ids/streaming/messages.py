@@ -23,16 +23,16 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from moe_ids import extractors
 from moe_ids.client.errors import InvalidInputError
 from moe_ids.client.features import column_mapping, encode_frame
 from moe_ids.client.model_info import ModelInfo
 from moe_ids.client.results import ATTACK, prediction_dicts
 from moe_ids.client.suricata import from_suricata_flow
 from moe_ids.client.zeek import from_zeek_conn
-from moe_ids.contract import DEFAULT_IMPUTATION_NAME
-from moe_ids.extractors import AUTO, DEFAULT_PROFILE
-from moe_ids.preprocessing import STRATEGIES
+from moe_ids.core.contract import DEFAULT_IMPUTATION_NAME
+from moe_ids.core.preprocessing import STRATEGIES
+from moe_ids.data import extractors
+from moe_ids.data.extractors import AUTO, DEFAULT_PROFILE
 
 from . import topology
 

@@ -18,7 +18,7 @@ import urllib.request
 import weakref
 from pathlib import Path
 
-from moe_ids import contract
+from moe_ids.core import contract
 
 from . import topology
 

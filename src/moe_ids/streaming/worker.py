@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moe_ids import contract
 from moe_ids.client import AsyncMoEClient, InvalidInputError, ModelNotReadyError
 from moe_ids.client.errors import TRANSIENT_ERRORS, MoEClientError
 from moe_ids.client.model_info import ModelInfo
-from moe_ids.extractors import DEFAULT_PROFILE
+from moe_ids.core import contract
+from moe_ids.data.extractors import DEFAULT_PROFILE
 
 from . import broker, topology
 from . import messages as msgs

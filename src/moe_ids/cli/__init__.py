@@ -1,0 +1,51 @@
+"""The ``moe-ids`` command line: one sub-command per module in ``moe_ids.cli``.
+
+Each command module defines ``register(subparsers)``; modules import their heavy dependencies (torch,
+onnxruntime, locust) inside the command, so ``moe-ids score`` works on a client-only install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: tuple[str, ...] = (
+    "train",
+    "evaluate",
+    "importance",
+    "export",
+    "repository",
+    "serve",
+    "bench",
+    "score",
+    "stream",
+    "extractors",
+    "loadtest",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moe-ids", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"moe_ids.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("moe_ids.cli"):
+                continue  # command not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Sub-commands of the ``moe-ids`` CLI, one module each (see ``moe_ids.cli``)."""

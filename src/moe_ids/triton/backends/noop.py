@@ -1,0 +1,40 @@
+"""A Python-backend model that reads its inputs and answers zeros: what a Triton hop costs with no work in it.
+
+``moe-ids bench`` serves two of these as an ensemble shaped like ``moe_ids`` (same tensor names, widths and
+batching) next to the real models. An ensemble of two do-nothing Python models against one do-nothing model is
+the best ``single_vs_bare`` ratio any two-step Python-backend ensemble can reach on the machine, so the real
+ratio can be read against what is attainable rather than against 1.0.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from moe_ids.triton.backends.batching import inputs_by_name
+
+DTYPES = {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64, "TYPE_BOOL": np.bool_}
+
+
+class TritonPythonModel:
+    """Triton entry point (the model.py shim imports this class)."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        import triton_python_backend_utils as pb_utils
+
+        self.pb = pb_utils
+        config = json.loads(args["model_config"])
+        first = config["input"][0]["name"]
+        self.first_input = first
+        self.outputs = [(o["name"], int(o["dims"][0]), DTYPES[o["data_type"]]) for o in config["output"]]
+
+    def execute(self, requests: list) -> list:
+        pb = self.pb
+        responses = []
+        for request in requests:
+            tensors = inputs_by_name(request)
+            rows = tensors[self.first_input].as_numpy().shape[0]
+            responses.append(pb.InferenceResponse(output_tensors=[
+                pb.Tensor(name, np.zeros((rows, width), dtype=dtype)) for name, width, dtype in self.outputs]))
+        return responses

@@ -1,0 +1,144 @@
+"""The trust score's calibration arithmetic (numpy) and the graph's (torch) agree and mean what they say."""
+
+import numpy as np
+import torch
+
+from moe_ids.model import trust
+from moe_ids.model.network import TrustScore
+
+
+def test_trust_is_the_interpolated_share_of_calibration_flows_farther_away() -> None:
+    knots = np.array([0.0, 1.0, 2.0, 4.0, 8.0])  # 4 equal-mass bins
+    d = np.array([-1.0, 0.0, 0.5, 1.0, 3.0, 8.0, 100.0])
+    np.testing.assert_allclose(trust.trust_from_knots(d, knots), [1.0, 1.0, 0.875, 0.75, 0.375, 0.0, 0.0])
+
+
+def test_out_of_distribution_rate_on_calibration_like_data_is_alpha() -> None:
+    rng = np.random.default_rng(0)
+    calibration = rng.gamma(3.0, 2.0, size=20_000)
+    fresh = rng.gamma(3.0, 2.0, size=200_000)  # the same distribution, not the same draws
+    knots = trust.quantile_knots(calibration, 200)
+    t = trust.trust_from_knots(fresh, knots)
+    assert abs(np.mean(t < 0.01) - 0.01) < 0.002
+    assert abs(np.mean(t < 0.1) - 0.1) < 0.005  # uniform: a p-value, not just a threshold
+    assert np.all(np.diff(knots) > 0)
+
+
+def test_quantile_knots_survive_ties() -> None:
+    knots = trust.quantile_knots(np.zeros(100), 10)  # every calibration distance equal
+    assert np.all(np.diff(knots) > 0)
+    assert np.all(np.isfinite(trust.trust_from_knots(np.array([0.0, 1.0]), knots)))
+
+
+def test_fitted_distance_is_the_mahalanobis_distance_to_the_nearest_class() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.multivariate_normal([0, 0, 0], [[2, 0.5, 0], [0.5, 1, 0.2], [0, 0.2, 0.5]], size=3000)
+    b = a + np.array([6.0, -3.0, 1.0])
+    h = np.concatenate([a, b])
+    classes = np.repeat([0, 1], 3000)
+    whitening, centers = trust.fit_gaussians(h, classes, 2, shrinkage=0.0)
+    means = np.stack([a.mean(0), b.mean(0)])
+    resid = np.concatenate([a - means[0], b - means[1]])
+    precision = np.linalg.inv(resid.T @ resid / (len(resid) - 1))
+    q = rng.normal(size=(20, 3)) * 4
+    expected = np.min([np.einsum("ij,jk,ik->i", q - m, precision, q - m) for m in means], axis=0)
+    np.testing.assert_allclose(trust.min_distance(q, whitening, centers), expected, rtol=1e-8)
+
+
+def _fitted_head(rng: np.random.Generator) -> tuple[TrustScore, dict[str, np.ndarray]]:
+    h = rng.normal(size=(500, 6))
+    values, missing = rng.normal(size=(500, 4)), (rng.random((500, 4)) < 0.3).astype(float)
+    classes = rng.integers(0, 3, size=500)
+    whitening, centers = trust.fit_gaussians(h, classes, 3)
+    knots = trust.quantile_knots(trust.min_distance(h, whitening, centers), 50)
+    centroids = trust.kmeans(values, 16, np.random.default_rng(3))
+    d_in = trust.observed_distance(values, missing, centroids)
+    input_knots = trust.quantile_knots(d_in, 50)
+    p_min = np.minimum(trust.trust_from_knots(trust.min_distance(h, whitening, centers), knots),
+                       trust.trust_from_knots(d_in, input_knots))
+    combined = trust.quantile_knots(p_min, 50)
+    head = TrustScore(6, 3, 50, input_dim=4, centroids=16)
+    fitted = {"whitening": whitening, "centers": centers, "knots": knots, "input_centroids": centroids,
+              "input_knots": input_knots, "combined_knots": combined}
+    for name, value in fitted.items():
+        getattr(head, name).copy_(torch.from_numpy(value).float())
+    head.alpha.fill_(0.05)
+    return head, fitted
+
+
+def _numpy_trust(fitted: dict[str, np.ndarray], h: np.ndarray, values: np.ndarray,
+                 missing: np.ndarray) -> np.ndarray:
+    p_emb = trust.trust_from_knots(trust.min_distance(h, fitted["whitening"], fitted["centers"]), fitted["knots"])
+    p_in = trust.trust_from_knots(trust.observed_distance(values, missing, fitted["input_centroids"]),
+                                  fitted["input_knots"])
+    return trust.combined_p_value(p_emb, p_in, fitted["combined_knots"])
+
+
+def _head(head: TrustScore, *arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t, ood = head(*(torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in arrays))
+    assert ood.dtype == torch.bool
+    return t.numpy()[:, 0], ood.numpy()[:, 0]
+
+
+def test_graph_trust_matches_numpy() -> None:
+    rng = np.random.default_rng(2)
+    head, fitted = _fitted_head(rng)
+    q = rng.normal(size=(300, 6)) * 1.5
+    values, missing = rng.normal(size=(300, 4)) * 1.5, (rng.random((300, 4)) < 0.3).astype(float)
+    t, ood = _head(head, q, values, missing)
+    np.testing.assert_allclose(t, _numpy_trust(fitted, q, values, missing), atol=1e-4)
+    np.testing.assert_array_equal(ood, t < 0.05)
+
+
+def test_a_flow_far_from_the_training_inputs_is_flagged_though_its_embedding_is_familiar() -> None:
+    rng = np.random.default_rng(4)
+    head, _ = _fitted_head(rng)
+    familiar = np.zeros((2, 6))  # at the heart of the embedding classes
+    values = np.array([[40.0, 40.0, 40.0, 40.0], [0.0, 0.0, 0.0, 0.0]])  # no training flow was near the first
+    t, ood = _head(head, familiar, values, np.zeros((2, 4)))
+    assert ood[0] and t[0] == 0.0
+    assert not ood[1] and t[1] > 0.3
+
+
+def test_missing_features_neither_count_nor_depend_on_their_imputed_value() -> None:
+    centroids = np.array([[0.0, 0.0, 0.0], [5.0, 5.0, 5.0]])
+    missing = np.array([[0, 1, 0], [0, 1, 0], [0, 0, 0]])
+    values = np.array([[1.0, -7.0, 1.0], [1.0, 3.0, 1.0], [1.0, 1.0, 1.0]])  # the middle value imputed otherwise
+    d = trust.observed_distance(values, missing, centroids)
+    np.testing.assert_allclose(d, [1.0, 1.0, 1.0])  # per observed feature: 2/2, 2/2, 3/3
+    assert trust.observed_distance(values[:1], np.ones((1, 3)), centroids)[0] == 0.0  # nothing observed
+
+
+def test_combined_trust_is_again_uniform_on_calibration_like_flows() -> None:
+    rng = np.random.default_rng(5)
+    p_a, p_b = rng.random(20_000), rng.random(20_000)  # two views' p-values, independent here
+    knots = trust.quantile_knots(np.minimum(p_a, p_b), 200)
+    fresh = trust.combined_p_value(rng.random(200_000), rng.random(200_000), knots)
+    assert abs(np.mean(fresh < 0.01) - 0.01) < 0.002
+    assert abs(np.mean(fresh < 0.2) - 0.2) < 0.01
+    # the smaller p-value alone would flag about twice alpha
+    assert abs(np.mean(np.minimum(rng.random(200_000), rng.random(200_000)) < 0.01) - 0.0199) < 0.002
+
+
+def test_kmeans_finds_separated_clusters_and_is_deterministic() -> None:
+    rng = np.random.default_rng(6)
+    truth = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    x = np.concatenate([c + rng.normal(scale=0.3, size=(400, 2)) for c in truth])
+    a = trust.kmeans(x, 4, np.random.default_rng(7))
+    b = trust.kmeans(x, 4, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+    assert np.all(trust.observed_distance(truth, np.zeros_like(truth), a) < 0.05)
+    brute = ((x[:, None, :] - a[None]) ** 2).sum(axis=2).min(axis=1) / 2
+    np.testing.assert_allclose(trust.observed_distance(x, np.zeros_like(x), a), brute, atol=1e-9)
+
+
+def test_kmeans_keeps_every_centroid_on_data_with_fewer_distinct_points() -> None:
+    x = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]), 50, axis=0)
+    c = trust.kmeans(x, 5, np.random.default_rng(8))
+    assert c.shape == (5, 2) and np.all(np.isfinite(c))
+    assert np.all(trust.observed_distance(x, np.zeros_like(x), c) < 1e-12)
+
+
+def test_class_index_groups_normal_and_families() -> None:
+    np.testing.assert_array_equal(trust.class_index(np.array([0, 1, 1, 0]), np.array([-1, 2, -1, -1])),
+                                  [0, 3, -1, 0])
