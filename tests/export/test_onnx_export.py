@@ -20,11 +20,12 @@ def test_graph_follows_the_contract(exported):
     onnx_export.check_contract(exported.fp32)
     model = onnx.load(str(exported.fp32))
     assert onnx_export.graph_opset(exported.fp32) == onnx_export.OPSET
-    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.output}
-    assert types[contract.PREDICTED_CLASS] == onnx.TensorProto.INT64
-    assert types[contract.OUT_OF_DISTRIBUTION] == onnx.TensorProto.BOOL
-    assert all(types[n] == onnx.TensorProto.FLOAT for n in contract.ONNX_OUTPUTS
-               if contract.OUTPUT_DTYPES[n] == "TYPE_FP32")
+    onnx_types = {"TYPE_FP32": onnx.TensorProto.FLOAT, "TYPE_INT64": onnx.TensorProto.INT64,
+                  "TYPE_BOOL": onnx.TensorProto.BOOL}
+    for value in [*model.graph.input, *model.graph.output]:  # the graph's dtypes and widths are the contract's
+        spec = contract.TENSORS[value.name]
+        assert value.type.tensor_type.elem_type == onnx_types[spec.dtype], value.name
+        assert value.type.tensor_type.shape.dim[1].dim_value == spec.width, value.name
 
 
 def test_metadata_names_version_and_features(exported):

@@ -53,7 +53,6 @@ def test_tensor_names_and_widths_come_from_the_contract(target: str) -> None:
     configs = parse_configs(render_repository(ensemble_options(target=target)))
     models = (contract.ENSEMBLE_MODEL, contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL)
     ens, pre, clf = (configs[m] for m in models)
-    widths = {**contract.INPUT_WIDTHS, **contract.OUTPUT_WIDTHS, contract.ADMITTED_NS: 1}
     assert [i.name for i in ens.input] == [contract.INPUT_FEATURES, contract.INPUT_IMPUTATION]
     assert [i.name for i in pre.input] == [contract.INPUT_FEATURES, contract.INPUT_IMPUTATION]
     assert ens.input[1].optional and pre.input[1].optional
@@ -63,8 +62,10 @@ def test_tensor_names_and_widths_come_from_the_contract(target: str) -> None:
     assert all(i.optional == (i.name == contract.ADMITTED_NS) for i in clf.input)
     assert tuple(o.name for o in clf.output) == contract.ONNX_OUTPUTS
     assert tuple(o.name for o in ens.output) == contract.ONNX_OUTPUTS
-    for tensor in [*pre.input[:1], *pre.output, *clf.input, *clf.output, *ens.output]:
-        assert list(tensor.dims) == [widths[tensor.name]], tensor.name
+    for tensor in [*ens.input, *pre.input, *pre.output, *clf.input, *clf.output, *ens.output]:
+        spec = contract.TENSORS[tensor.name]
+        assert list(tensor.dims) == [spec.width], tensor.name
+        assert pb.DataType.Name(tensor.data_type) == spec.dtype, tensor.name
     steps = ens.ensemble_scheduling.step
     assert [s.model_name for s in steps] == [contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL]
     assert set(steps[0].output_map.values()) == set(steps[1].input_map.values())

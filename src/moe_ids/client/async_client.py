@@ -12,15 +12,14 @@ import pandas as pd
 from moe_ids.core import contract
 
 from . import protocol as proto
-from .errors import MoEClientError, translate
-from .features import encode_flows
+from .base import ClientBase
+from .errors import MoEClientError
 from .model_info import ModelInfo
-from .results import Prediction, row_to_prediction
+from .results import Prediction
 from .retry import acall_with_retry
-from .settings import ClientSettings
 
 
-class AsyncMoEClient(ClientSettings):
+class AsyncMoEClient(ClientBase):
     """The same API as ``MoEClient`` with coroutines, on tritonclient.grpc.aio / tritonclient.http.aio.
 
     Use as ``async with AsyncMoEClient(url) as client: await client.predict(flow)``.
@@ -55,15 +54,6 @@ class AsyncMoEClient(ClientSettings):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def __repr__(self) -> str:
-        return f"AsyncMoEClient(url={self.url!r}, protocol={self.protocol!r}, model_name={self.model_name!r})"
-
-    def _translate(self, exc: BaseException) -> MoEClientError:
-        return translate(exc, url=self.url, model=self.model_name)
-
-    def _timeout_kw(self) -> dict[str, Any]:
-        return {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
-
     async def _bounded(self, coro: Any) -> Any:
         return await asyncio.wait_for(coro, timeout=self.timeout)
 
@@ -83,16 +73,13 @@ class AsyncMoEClient(ClientSettings):
             return False
 
     async def health(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"url": self.url, "protocol": self.protocol, "model": self.model_name,
-                                  "live": await self.is_live(), "ready": False, "model_version": None, "error": None}
+        report = self._health_report(await self.is_live())
         if report["live"]:
             report["ready"] = await self.is_ready()
             try:
                 report["model_version"] = (await self.refresh_model_info()).version
             except MoEClientError as exc:
                 report["error"] = str(exc)
-        else:
-            report["error"] = f"cannot reach Triton at {self.url}"
         return report
 
     # -- model description -------------------------------------------------------------------------------
@@ -107,12 +94,8 @@ class AsyncMoEClient(ClientSettings):
 
     async def _fetch_info(self) -> ModelInfo:
         async def fetch() -> ModelInfo:
-            client = self._connection()
-            if self.protocol == "grpc":
-                config = await self._bounded(client.get_model_config(self.model_name, as_json=True))
-            else:
-                config = await self._bounded(client.get_model_config(self.model_name))
-            return ModelInfo.from_config(config, self.model_name)
+            config = self._connection().get_model_config(self.model_name, **self._config_kw(with_timeout=False))
+            return self._info_from_config(await self._bounded(config))
 
         return await acall_with_retry(fetch, self.retry_policy, self._translate)
 
@@ -132,12 +115,8 @@ class AsyncMoEClient(ClientSettings):
                       unknown: str | None = None, extractor: str | None = None) -> Prediction:
         """Score one flow at real-time priority."""
         info = await self.get_model_info()
-        x, index = encode_flows(proto.as_single_flow(features), info.feature_names, unknown or self.unknown,
-                                extractor or self.extractor)
-        strategy = proto.check_strategy(missing_strategy, info)
-        outputs = await self._infer(x, strategy, contract.PRIORITY_REALTIME)
-        frame = proto.frame_from_parts([outputs], info, index)
-        return row_to_prediction(frame.iloc[0].to_dict(), info)
+        x, index, strategy = self._single(features, info, missing_strategy, unknown, extractor)
+        return self._prediction(await self._infer(x, strategy, contract.PRIORITY_REALTIME), info, index)
 
     async def predict_batch(
         self,
@@ -152,20 +131,17 @@ class AsyncMoEClient(ClientSettings):
     ) -> pd.DataFrame:
         """Score many flows with up to ``concurrency`` requests in flight; rows keep the input's order/index."""
         info = await self.get_model_info()
-        x, index = encode_flows(flows, info.feature_names, unknown or self.unknown, extractor or self.extractor)
-        strategy = proto.check_strategies(missing_strategy, x.shape[0], info)
-        level = proto.priority_value(priority)
-        slices = proto.chunk_slices(x.shape[0], batch_size, info)
+        plan = self._plan(flows, info, batch_size, missing_strategy, priority, unknown, extractor)
         gate = asyncio.Semaphore(max(1, int(concurrency or self.concurrency)))
 
         async def run(sl: slice) -> dict[str, np.ndarray]:
             async with gate:
-                out = await self._infer(x[sl], proto.strategy_slice(strategy, sl), level)
+                out = await self._infer(*plan.request(sl), plan.priority)
             if progress is not None:
                 progress(sl.stop - sl.start)
             return out
 
-        tasks = [asyncio.ensure_future(run(sl)) for sl in slices]
+        tasks = [asyncio.ensure_future(run(sl)) for sl in plan.slices]
         try:
             parts = await asyncio.gather(*tasks)
         except BaseException:
@@ -173,4 +149,4 @@ class AsyncMoEClient(ClientSettings):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return proto.frame_from_parts(list(parts), info, index)
+        return proto.frame_from_parts(list(parts), info, plan.index)

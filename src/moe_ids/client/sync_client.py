@@ -15,15 +15,14 @@ import pandas as pd
 from moe_ids.core import contract
 
 from . import protocol as proto
-from .errors import MoEClientError, translate
-from .features import encode_flows
+from .base import ClientBase
+from .errors import MoEClientError
 from .model_info import ModelInfo
-from .results import Prediction, row_to_prediction
+from .results import Prediction
 from .retry import call_with_retry
-from .settings import ClientSettings
 
 
-class MoEClient(ClientSettings):
+class MoEClient(ClientBase):
     """Client of the ``moe_ids`` ensemble on a Triton server, over gRPC (default) or HTTP.
 
     The feature order, outputs and label sets are read from the server on first use (``model_info``), so
@@ -56,16 +55,7 @@ class MoEClient(ClientSettings):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"MoEClient(url={self.url!r}, protocol={self.protocol!r}, model_name={self.model_name!r})"
-
     # -- health ------------------------------------------------------------------------------------------
-    def _timeout_kw(self) -> dict[str, Any]:
-        return {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
-
-    def _translate(self, exc: BaseException) -> MoEClientError:
-        return translate(exc, url=self.url, model=self.model_name)
-
     def is_live(self) -> bool:
         """True when the server answers its liveness probe; never raises."""
         try:
@@ -83,16 +73,13 @@ class MoEClient(ClientSettings):
 
     def health(self) -> dict[str, Any]:
         """Liveness, readiness and the deployed model's version, for status pages and start-up checks."""
-        report: dict[str, Any] = {"url": self.url, "protocol": self.protocol, "model": self.model_name,
-                                  "live": self.is_live(), "ready": False, "model_version": None, "error": None}
+        report = self._health_report(self.is_live())
         if report["live"]:
             report["ready"] = self.is_ready()
             try:
                 report["model_version"] = self.refresh_model_info().version
             except MoEClientError as exc:
                 report["error"] = str(exc)
-        else:
-            report["error"] = f"cannot reach Triton at {self.url}"
         return report
 
     # -- model description -------------------------------------------------------------------------------
@@ -117,11 +104,7 @@ class MoEClient(ClientSettings):
 
     def _fetch_info(self) -> ModelInfo:
         def fetch() -> ModelInfo:
-            if self.protocol == "grpc":
-                config = self._client.get_model_config(self.model_name, as_json=True, **self._timeout_kw())
-            else:
-                config = self._client.get_model_config(self.model_name)
-            return ModelInfo.from_config(config, self.model_name)
+            return self._info_from_config(self._client.get_model_config(self.model_name, **self._config_kw()))
 
         return call_with_retry(fetch, self.retry_policy, self._translate)
 
@@ -162,12 +145,8 @@ class MoEClient(ClientSettings):
                 unknown: str | None = None, extractor: str | None = None) -> Prediction:
         """Score one flow at real-time priority; features in any supported naming, absent ones are missing."""
         info = self.model_info
-        x, index = encode_flows(proto.as_single_flow(features), info.feature_names, unknown or self.unknown,
-                                extractor or self.extractor)
-        strategy = proto.check_strategy(missing_strategy, info)
-        outputs = self._infer_retrying(x, strategy, contract.PRIORITY_REALTIME)
-        frame = proto.frame_from_parts([outputs], info, index)
-        return row_to_prediction(frame.iloc[0].to_dict(), info)
+        x, index, strategy = self._single(features, info, missing_strategy, unknown, extractor)
+        return self._prediction(self._infer_retrying(x, strategy, contract.PRIORITY_REALTIME), info, index)
 
     def predict_batch(
         self,
@@ -187,11 +166,9 @@ class MoEClient(ClientSettings):
         ``progress`` is called with the number of flows finished after each request.
         """
         info = self.model_info
-        x, index = encode_flows(flows, info.feature_names, unknown or self.unknown, extractor or self.extractor)
-        strategy = proto.check_strategies(missing_strategy, x.shape[0], info)
-        level = proto.priority_value(priority)
+        plan = self._plan(flows, info, batch_size, missing_strategy, priority, unknown, extractor)
         depth = max(1, int(concurrency or self.concurrency))
-        slices = proto.chunk_slices(x.shape[0], batch_size, info)
+        slices = plan.slices
         parts: list[dict[str, np.ndarray]] = [{} for _ in slices]
         pending: deque[tuple[int, Callable[[], dict[str, np.ndarray]]]] = deque()
 
@@ -203,8 +180,7 @@ class MoEClient(ClientSettings):
                 if not self.retry_policy.should_retry(error, 0):
                     raise error from (None if error is exc else exc)
                 time.sleep(self.retry_policy.delay(0))
-                parts[i] = self._infer_retrying(x[slices[i]], proto.strategy_slice(strategy, slices[i]), level,
-                                                first_attempt=1)
+                parts[i] = self._infer_retrying(*plan.request(slices[i]), plan.priority, first_attempt=1)
             if progress is not None:
                 progress(slices[i].stop - slices[i].start)
 
@@ -212,7 +188,7 @@ class MoEClient(ClientSettings):
             if len(pending) >= depth:
                 finish(*pending.popleft())
             try:
-                pending.append((i, self._submit(x[sl], proto.strategy_slice(strategy, sl), level)))
+                pending.append((i, self._submit(*plan.request(sl), plan.priority)))
             except Exception as exc:  # noqa: BLE001 - submission failed: surface it when its turn comes
 
                 def failed(exc: Exception = exc) -> dict[str, np.ndarray]:
@@ -221,4 +197,4 @@ class MoEClient(ClientSettings):
                 pending.append((i, failed))
         while pending:
             finish(*pending.popleft())
-        return proto.frame_from_parts(parts, info, index)
+        return proto.frame_from_parts(parts, info, plan.index)

@@ -6,6 +6,8 @@ One place for Triton model names, tensor names, label sets and default ports, so
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from moe_ids.core.labels import BINARY_LABELS, FAMILIES
 from moe_ids.core.schema import EXPERT_LABELS, N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
 
@@ -39,25 +41,36 @@ OUT_OF_DISTRIBUTION = "OUT_OF_DISTRIBUTION"  # BOOL [batch, 1]: TRUST below the 
 ONNX_INPUTS: tuple[str, ...] = (TABULAR, TEMPORAL, MISSING_MASK)
 ONNX_OUTPUTS: tuple[str, ...] = (PROBABILITIES, GATING, FAMILY_PROBABILITIES, PREDICTED_CLASS, CONFIDENCE, TRUST,
                                  OUT_OF_DISTRIBUTION)
-# Triton dtype of each output (inputs are all TYPE_FP32)
-OUTPUT_DTYPES: dict[str, str] = {name: "TYPE_FP32" for name in ONNX_OUTPUTS} | {
-    PREDICTED_CLASS: "TYPE_INT64", OUT_OF_DISTRIBUTION: "TYPE_BOOL"}
 
-INPUT_WIDTHS: dict[str, int] = {
-    INPUT_FEATURES: N_FEATURES,
-    TABULAR: len(TABULAR_INDICES),
-    TEMPORAL: len(TEMPORAL_INDICES),
-    MISSING_MASK: N_FEATURES,
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Triton dtype and width of a [batch, width] tensor: what every generated config declares and every Python
+    backend reads back from its config at initialize."""
+
+    dtype: str
+    width: int
+
+
+TENSORS: dict[str, TensorSpec] = {
+    INPUT_FEATURES: TensorSpec("TYPE_FP32", N_FEATURES),
+    INPUT_IMPUTATION: TensorSpec("TYPE_STRING", 1),
+    TABULAR: TensorSpec("TYPE_FP32", len(TABULAR_INDICES)),
+    TEMPORAL: TensorSpec("TYPE_FP32", len(TEMPORAL_INDICES)),
+    MISSING_MASK: TensorSpec("TYPE_FP32", N_FEATURES),
+    ADMITTED_NS: TensorSpec("TYPE_INT64", 1),
+    PROBABILITIES: TensorSpec("TYPE_FP32", len(BINARY_LABELS)),
+    GATING: TensorSpec("TYPE_FP32", len(EXPERT_LABELS)),
+    FAMILY_PROBABILITIES: TensorSpec("TYPE_FP32", len(FAMILIES)),
+    PREDICTED_CLASS: TensorSpec("TYPE_INT64", 1),
+    CONFIDENCE: TensorSpec("TYPE_FP32", 1),
+    TRUST: TensorSpec("TYPE_FP32", 1),
+    OUT_OF_DISTRIBUTION: TensorSpec("TYPE_BOOL", 1),
 }
-OUTPUT_WIDTHS: dict[str, int] = {
-    PROBABILITIES: len(BINARY_LABELS),
-    GATING: len(EXPERT_LABELS),
-    FAMILY_PROBABILITIES: len(FAMILIES),
-    PREDICTED_CLASS: 1,
-    CONFIDENCE: 1,
-    TRUST: 1,
-    OUT_OF_DISTRIBUTION: 1,
-}
+# views of the table for the places that need one column of it
+OUTPUT_DTYPES: dict[str, str] = {name: TENSORS[name].dtype for name in ONNX_OUTPUTS}
+INPUT_WIDTHS: dict[str, int] = {name: TENSORS[name].width for name in (INPUT_FEATURES, *ONNX_INPUTS)}
+OUTPUT_WIDTHS: dict[str, int] = {name: TENSORS[name].width for name in ONNX_OUTPUTS}
 OUTPUT_LABELS: dict[str, tuple[str, ...]] = {
     PROBABILITIES: BINARY_LABELS,
     GATING: EXPERT_LABELS,

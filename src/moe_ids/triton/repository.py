@@ -156,13 +156,17 @@ def _add_io(collection, name: str, dtype: str, dims: Sequence[int], optional: bo
 
 
 def _dtype(name: str) -> str:
-    return contract.OUTPUT_DTYPES[name]
+    return contract.TENSORS[name].dtype
+
+
+def _width(name: str) -> int:
+    return contract.TENSORS[name].width
 
 
 def _public_inputs(config) -> None:
     """What a client sends: FEATURES, and the optional per-flow IMPUTATION."""
-    _add_io(config.input, contract.INPUT_FEATURES, "TYPE_FP32", [contract.INPUT_WIDTHS[contract.INPUT_FEATURES]])
-    _add_io(config.input, contract.INPUT_IMPUTATION, "TYPE_STRING", [1], optional=True)
+    _add_io(config.input, contract.INPUT_FEATURES, _dtype(contract.INPUT_FEATURES), [_width(contract.INPUT_FEATURES)])
+    _add_io(config.input, contract.INPUT_IMPUTATION, _dtype(contract.INPUT_IMPUTATION), [1], optional=True)
 
 
 def _classifier_outputs(config) -> None:
@@ -230,13 +234,13 @@ def preprocess_config(opts: RepositoryOptions):
     c = pb.ModelConfig(name=contract.PREPROCESS_MODEL, backend="python", max_batch_size=opts.max_batch_size)
     _public_inputs(c)
     for name in contract.ONNX_INPUTS:
-        _add_io(c.output, name, "TYPE_FP32", [contract.INPUT_WIDTHS[name]])
+        _add_io(c.output, name, _dtype(name), [_width(name)])
     if opts.stamps_admission:
-        _add_io(c.output, contract.ADMITTED_NS, "TYPE_INT64", [1])
+        _add_io(c.output, contract.ADMITTED_NS, _dtype(contract.ADMITTED_NS), [1])
         _param(c, PARAM_STAMP_ADMISSION, "true")
     _dynamic_batching(c, opts, admission=True)
     _instance_group(c, "KIND_CPU", opts.preprocess_instances)
-    _warmup(c, [(contract.INPUT_FEATURES, "TYPE_FP32", contract.INPUT_WIDTHS[contract.INPUT_FEATURES])], opts)
+    _warmup(c, [(contract.INPUT_FEATURES, _dtype(contract.INPUT_FEATURES), _width(contract.INPUT_FEATURES))], opts)
     _param(c, PARAM_STATS_FILE, STATS_FILE)
     _param(c, PARAM_DEFAULT_STRATEGY, opts.default_strategy)
     return c
@@ -246,7 +250,7 @@ def classifier_config(opts: RepositoryOptions):
     pb = _pb()
     c = pb.ModelConfig(name=contract.CLASSIFIER_MODEL, max_batch_size=opts.max_batch_size)
     for name in contract.ONNX_INPUTS:
-        _add_io(c.input, name, "TYPE_FP32", [contract.INPUT_WIDTHS[name]])
+        _add_io(c.input, name, _dtype(name), [_width(name)])
     _classifier_outputs(c)
     _dynamic_batching(c, opts, admission=False)
     instances = opts.classifier_instances
@@ -257,7 +261,7 @@ def classifier_config(opts: RepositoryOptions):
         _param(c, PARAM_THREADS, str(opts.threads))
         _param(c, PARAM_SMALL_ROWS, str(opts.single_thread_below_rows))
         if opts.stamps_admission:  # optional: direct callers of this model send no stamp and are not timed
-            _add_io(c.input, contract.ADMITTED_NS, "TYPE_INT64", [1], optional=True)
+            _add_io(c.input, contract.ADMITTED_NS, _dtype(contract.ADMITTED_NS), [1], optional=True)
             _param(c, PARAM_ADMITTED_TIMEOUT, str(opts.admitted_timeout_us))
     elif opts.target == "gpu-onnx":
         c.backend = "onnxruntime"
@@ -271,7 +275,7 @@ def classifier_config(opts: RepositoryOptions):
         c.platform = "tensorrt_plan"
         c.default_model_filename = artifacts.TRT_PLAN
         _instance_group(c, "KIND_GPU", instances)
-    _warmup(c, [(n, "TYPE_FP32", contract.INPUT_WIDTHS[n]) for n in contract.ONNX_INPUTS], opts)
+    _warmup(c, [(n, _dtype(n), _width(n)) for n in contract.ONNX_INPUTS], opts)
     return c
 
 
@@ -324,7 +328,7 @@ def one_hop_config(opts: RepositoryOptions):
     _classifier_outputs(c)
     _dynamic_batching(c, opts, admission=True)
     _instance_group(c, "KIND_CPU", opts.one_hop_instances)
-    _warmup(c, [(contract.INPUT_FEATURES, "TYPE_FP32", contract.INPUT_WIDTHS[contract.INPUT_FEATURES])], opts)
+    _warmup(c, [(contract.INPUT_FEATURES, _dtype(contract.INPUT_FEATURES), _width(contract.INPUT_FEATURES))], opts)
     _param(c, PARAM_STATS_FILE, STATS_FILE)
     _param(c, PARAM_ONNX_FILE, artifacts.ONNX_FP32)
     _param(c, PARAM_THREADS, str(opts.one_hop_threads))

@@ -106,13 +106,12 @@ def _ready(http_url: str) -> bool:
 def _processes(server_pid: int | None) -> dict[str, list[int]]:
     if server_pid is None:
         return {}
+    from moe_ids.triton.ops.procfs import is_alive
     from moe_ids.triton.ops.stubs import backend_stubs
 
     stubs = backend_stubs(server_pid)
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{server_pid}/stat") as fh:
-            if fh.read().rsplit(")", 1)[1].split()[0] != "Z":
-                stubs["tritonserver"] = [server_pid]
+    if is_alive(server_pid):
+        stubs["tritonserver"] = [server_pid]
     return stubs
 
 
@@ -123,11 +122,10 @@ def _cpu_seconds(server_pid: int | None) -> dict[str, float]:
 
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     server = sample_tree(server_pid, time.time()) if server_pid else None
-    with open("/proc/stat") as fh:
-        ticks = [int(v) for v in fh.readline().split()[1:]]
-    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    from moe_ids.triton.ops.procfs import machine_busy_seconds
+
     return {"load_generator": children.ru_utime + children.ru_stime,
-            "server": server.cpu_s if server else math.nan, "machine": busy}
+            "server": server.cpu_s if server else math.nan, "machine": machine_busy_seconds()}
 
 
 def _row(rows: dict, name: str) -> dict[str, Any]:

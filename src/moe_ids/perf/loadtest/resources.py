@@ -8,16 +8,12 @@ seconds in a background thread; it reads /proc only, so it costs the load nothin
 from __future__ import annotations
 
 import csv
-import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from moe_ids.triton.ops.stubs import process_tree
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+from moe_ids.triton.ops import procfs
 
 
 @dataclass
@@ -30,18 +26,12 @@ class Sample:
 
 def _usage(pid: int) -> tuple[float, float] | None:
     """(rss bytes, cpu seconds) of one process, None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/statm") as fh:
-            rss = int(fh.read().split()[1]) * _PAGE
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return rss, (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-    except (OSError, IndexError, ValueError):
-        return None
+    rss, st = procfs.rss_bytes(pid), procfs.stat(pid)
+    return None if rss is None or st is None else (rss, st.cpu_seconds)
 
 
 def sample_tree(pid: int, t: float) -> Sample | None:
-    usage = [u for u in (_usage(p) for p in process_tree(pid)) if u is not None]
+    usage = [u for u in (_usage(p) for p in procfs.process_tree(pid)) if u is not None]
     if not usage:
         return None
     return Sample(t, sum(u[0] for u in usage) / 2**20, sum(u[1] for u in usage), len(usage))

@@ -14,8 +14,6 @@ import numpy as np
 
 from moe_ids.triton.backends.batching import inputs_by_name
 
-DTYPES = {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64, "TYPE_BOOL": np.bool_}
-
 
 class TritonPythonModel:
     """Triton entry point (the model.py shim imports this class)."""
@@ -27,7 +25,9 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         first = config["input"][0]["name"]
         self.first_input = first
-        self.outputs = [(o["name"], int(o["dims"][0]), DTYPES[o["data_type"]]) for o in config["output"]]
+        # dtypes from the config, as Triton's python_backend examples read them: one source, the generator's
+        self.outputs = [(o["name"], int(o["dims"][0]), pb_utils.triton_string_to_numpy(o["data_type"]))
+                        for o in config["output"]]
 
     def execute(self, requests: list) -> list:
         pb = self.pb

@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Sequence
 
 from moe_ids.core import contract
+from moe_ids.triton.ops import procfs
 from moe_ids.triton.ops.stubs import backend_stubs
 
 MODELS = (contract.ENSEMBLE_MODEL, contract.PREPROCESS_MODEL, contract.CLASSIFIER_MODEL)
@@ -49,16 +50,10 @@ def find_server_pid(http_url: str) -> int | None:
     """The tritonserver serving ``http_url``: the only one running, or the one started with that HTTP port."""
     port = http_url.rsplit(":", 1)[-1]
     candidates = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
-        except OSError:
-            continue
+    for pid in procfs.pids():
+        argv = procfs.cmdline(pid)
         if argv and os.path.basename(argv[0]) == "tritonserver":
-            candidates.append((int(entry), argv))
+            candidates.append((pid, argv))
     if len(candidates) == 1:
         return candidates[0][0]
     matching = [pid for pid, argv in candidates if f"--http-port={port}" in argv]
