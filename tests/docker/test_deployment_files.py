@@ -135,6 +135,19 @@ def test_entrypoint_holds_the_production_flags() -> None:
     assert os.access(DOCKER / "triton-entrypoint.sh", os.X_OK)
 
 
+def test_one_exit_timeout_for_the_local_launcher_the_image_and_the_pod() -> None:
+    """Triton drains in-flight requests for --exit-timeout-secs after SIGTERM; whoever stops it must wait longer."""
+    from moe_ids.triton.ops import server
+
+    text = (DOCKER / "triton-entrypoint.sh").read_text()
+    assert re.findall(r"--exit-timeout-secs=(\d+)", text) == [str(server.EXIT_TIMEOUT_S)]
+    local = server.TritonServer(Path("/nonexistent")).command(server.TritonInstall(Path("/t"), Path("/l")), Path("/b"))
+    assert f"--exit-timeout-secs={server.EXIT_TIMEOUT_S}" in local
+    assert server.STOP_GRACE_S > server.EXIT_TIMEOUT_S
+    pod = named("Deployment", "moe-ids-triton")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > server.EXIT_TIMEOUT_S
+
+
 def test_entrypoint_refuses_to_start_without_a_key(tmp_path: Path) -> None:
     env = {"PATH": os.environ["PATH"], "MOE_IDS_MODEL_REPOSITORY": str(tmp_path),
            "MOE_IDS_ADMIN_KEY_FILE": str(tmp_path / "absent"), "TRITONSERVER": "/bin/false"}

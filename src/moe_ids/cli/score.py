@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from moe_ids.core.preprocessing import STRATEGIES
 from moe_ids.data.extractors import AUTO, COLUMN_EXTRACTORS, DEFAULT_PROFILE
 from moe_ids.data.extractors import RECORD_EXTRACTORS as SENSOR_KINDS
 
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1024, help="flows per request (default 1024)")
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
     p.add_argument("--chunk-rows", type=int, default=16384, help="rows read, scored and written at a time")
-    p.add_argument("--missing-strategy", choices=("zero", "mean", "median"), default=None,
+    p.add_argument("--missing-strategy", choices=STRATEGIES, default=None,
                    help="imputation of missing features (default: the model's)")
     p.add_argument("--priority", choices=("bulk", "realtime"), default="bulk",
                    help="Triton queue priority (default bulk, so live traffic goes first)")

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from moe_ids.core import contract
+from moe_ids.core.preprocessing import STRATEGIES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
           f"  metrics http://{server.metrics_url}/metrics\n"
           f"  log     {server.log_path}\n"
           f"models: {contract.ENSEMBLE_MODEL} (FEATURES [-1,{contract.INPUT_WIDTHS[contract.INPUT_FEATURES]}] FP32, "
-          f"NaN = missing; optional IMPUTATION [-1,1] BYTES zero|mean|median), "
+          f"NaN = missing; optional IMPUTATION [-1,1] BYTES {'|'.join(STRATEGIES)}), "
           + (f"{contract.PREPROCESS_MODEL}, {contract.CLASSIFIER_MODEL}\n" if args.layout == "ensemble" else
              "one Python model (one-hop layout)\n")
           + f"example (one real flow):\n"

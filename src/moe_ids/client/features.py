@@ -17,7 +17,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from moe_ids.core.schema import DROPPED_COLUMNS, FEATURE_NAMES, IDENTIFIER_COLUMNS, canonical_name, normalize_name
+from moe_ids.core.schema import (
+    DROPPED_COLUMNS,
+    FEATURE_NAMES,
+    IDENTIFIER_COLUMNS,
+    INFINITY_WORDS,
+    canonical_name,
+    normalize_name,
+)
 from moe_ids.data import extractors
 from moe_ids.data.extractors import AUTO
 
@@ -185,7 +192,7 @@ def _numeric_column(series: pd.Series, name: str, index: pd.Index) -> np.ndarray
 def _scalar(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
-        return text if text.lower() not in {"infinity", "-infinity", "+infinity", "inf", "-inf"} else np.nan
+        return text if text.lower() not in INFINITY_WORDS else np.nan
     if isinstance(value, bool):
         return float(value)
     return value
@@ -196,8 +203,8 @@ def _is_blank(value: Any) -> bool:
     if value is None:
         return True
     if isinstance(value, str):
-        return value.strip().lower() in {"", "nan", "-", "null", "none", "infinity", "-infinity", "+infinity",
-                                         "inf", "-inf"}
+        text = value.strip().lower()
+        return text in {"", "nan", "-", "null", "none"} or text in INFINITY_WORDS
     try:
         return bool(pd.isna(value)) or not np.isfinite(float(value))
     except (TypeError, ValueError):

@@ -14,11 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from moe_ids.core.schema import IDENTIFIER_COLUMNS, normalize_name
+from moe_ids.core.schema import IDENTIFIER_COLUMNS, INFINITY_SPELLINGS, normalize_name
 from moe_ids.data import extractors
 from moe_ids.data.extractors import AUTO, RECORD_EXTRACTORS
 
-FEATURE_NA = ["Infinity", "-Infinity", "inf", "-inf"]
 CARRIED = {"label"}  # besides moe_ids.core.schema.IDENTIFIER_COLUMNS
 
 Chunk = tuple[pd.DataFrame, pd.DataFrame, "pd.Series | None"]
@@ -56,7 +55,7 @@ def _csv_chunks(path: Path, extractor: str | None, chunk_rows: int, counts: dict
     counts["extractor"] = profile.name
     carried = [c for c in header if normalize_name(c) in IDENTIFIER_COLUMNS | CARRIED]
     label_col = next((c for c in carried if normalize_name(c) == "label"), None)
-    reader = pd.read_csv(path, chunksize=chunk_rows, low_memory=False, na_values=FEATURE_NA,
+    reader = pd.read_csv(path, chunksize=chunk_rows, low_memory=False, na_values=list(INFINITY_SPELLINGS),
                          encoding_errors="replace")
     for chunk in reader:
         chunk.columns = [str(c).strip() for c in chunk.columns]

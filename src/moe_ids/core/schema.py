@@ -117,6 +117,10 @@ TABULAR_INDICES: tuple[int, ...] = tuple(i for i, f in enumerate(FEATURES) if f.
 TEMPORAL_INDICES: tuple[int, ...] = tuple(i for i, f in enumerate(FEATURES) if f.group == "temporal")
 GROUP_NAMES: tuple[Group, ...] = ("tabular", "temporal")
 EXPERT_LABELS: tuple[str, ...] = ("Tabular Expert", "Temporal Expert")
+# How extractors write a non-finite value in text (CICFlowMeter's rates of zero-duration flows): read as missing,
+# never as a number. CSV readers pass these to pandas' na_values; record encoders compare lower-cased text.
+INFINITY_SPELLINGS: tuple[str, ...] = ("Infinity", "-Infinity", "+Infinity", "inf", "-inf", "+inf")
+INFINITY_WORDS: frozenset[str] = frozenset(word.lower() for word in INFINITY_SPELLINGS)
 
 # Numeric columns of the original files that are deliberately not features, with the reason.
 DROPPED_COLUMNS: dict[str, str] = {

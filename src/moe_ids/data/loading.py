@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from moe_ids.core import labels as label_mod
-from moe_ids.core.schema import FEATURE_NAMES, normalize_name, resolve_columns
+from moe_ids.core.schema import FEATURE_NAMES, INFINITY_SPELLINGS, normalize_name, resolve_columns
 from moe_ids.data import extractors
 
 CsvFormat = Literal["original", "trafficlabelling", "corrected", "features"]
@@ -69,7 +69,7 @@ def frame_to_features(frame: pd.DataFrame, extractor: str | None = None) -> tupl
 
 def load_flows(path: str | Path, nrows: int | None = None, extractor: str | None = None) -> FlowTable:
     """Read a flow CSV (optionally gzip) of any supported extractor into a FlowTable in the model's semantics."""
-    frame = pd.read_csv(path, nrows=nrows, low_memory=False, na_values=["Infinity", "-Infinity", "inf"],
+    frame = pd.read_csv(path, nrows=nrows, low_memory=False, na_values=list(INFINITY_SPELLINGS),
                         encoding_errors="replace")
     frame.columns = [str(c).strip() for c in frame.columns]
     fmt = detect_format(list(frame.columns))

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from moe_ids.core.contract import PRIORITY_BULK, PRIORITY_REALTIME
+from moe_ids.core.preprocessing import STRATEGIES
 
-IMPUTATION_STRATEGIES: tuple[str, ...] = ("zero", "mean", "median")
+IMPUTATION_STRATEGIES: tuple[str, ...] = STRATEGIES  # every strategy the model accepts
 
 # Ways the bad-request scenario breaks a request; each must be refused by the server with a clear error.
 MALFORMATIONS: tuple[str, ...] = ("wrong-width", "wrong-datatype", "unknown-imputation", "missing-input")

@@ -32,7 +32,10 @@ from pathlib import Path
 from moe_ids.core import artifacts, contract
 
 READY_TIMEOUT_S = 120.0
-STOP_GRACE_S = 15.0
+# Seconds Triton keeps serving in-flight requests after SIGTERM: the same locally as in docker/triton-entrypoint.sh
+# (tests/docker checks the script and the Kubernetes grace period against it)
+EXIT_TIMEOUT_S = 30
+STOP_GRACE_S = EXIT_TIMEOUT_S + 5.0  # then SIGKILL
 PORT_RETRIES = 3
 
 
@@ -197,7 +200,7 @@ class TritonServer:
             f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true",
             "--strict-readiness=true",
-            "--exit-timeout-secs=10",
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
             *self.extra_args,
         ]
 
