@@ -20,6 +20,7 @@ CLASSIFIER_MODEL = "moe_ids_model"
 INPUT_FEATURES = "FEATURES"  # FP32 [batch, N_FEATURES], NaN = missing
 INPUT_IMPUTATION = "IMPUTATION"  # optional BYTES [batch, 1]: zero | mean | median
 DEFAULT_IMPUTATION_NAME = "default"  # an IMPUTATION value (like "") that means the model's default strategy
+IMPUTATION_PARAMETER = "imputation"  # request-parameter alternative to the IMPUTATION tensor (KServe v2 JSON)
 
 # Preprocess outputs == classifier (ONNX graph) inputs
 TABULAR = "TABULAR"

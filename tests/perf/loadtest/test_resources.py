@@ -10,13 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from moe_ids.perf.loadtest.resources import (
-    ResourceSampler,
-    process_tree,
-    read_samples,
-    summarize,
-    write_samples,
-)
+from moe_ids.perf.loadtest.resources import ResourceSampler, read_samples, summarize, write_samples
+from moe_ids.triton.ops.procfs import process_tree
 
 
 def test_sampler_follows_a_process_tree(tmp_path: Path) -> None:

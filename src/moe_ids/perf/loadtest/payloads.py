@@ -18,13 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from moe_ids.core.contract import CONFIDENCE, ENSEMBLE_MODEL, INPUT_FEATURES, INPUT_IMPUTATION, PREDICTED_CLASS
+from moe_ids.core.contract import (
+    CONFIDENCE,
+    ENSEMBLE_MODEL,
+    IMPUTATION_PARAMETER,
+    INPUT_FEATURES,
+    INPUT_IMPUTATION,
+    PREDICTED_CLASS,
+)
 from moe_ids.core.schema import N_FEATURES
 from moe_ids.perf.loadtest.flows import make_batch
 from moe_ids.perf.loadtest.scenarios import MALFORMATIONS, RequestKind
 
 REQUESTED_OUTPUTS: tuple[str, ...] = (PREDICTED_CLASS, CONFIDENCE)
-IMPUTATION_PARAMETER = "imputation"  # request-parameter spelling, when the server takes imputation that way
+
 HTTP_INFER_PATH = f"/v2/models/{ENSEMBLE_MODEL}/infer"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 

@@ -22,6 +22,7 @@ import numpy as np
 from moe_ids.core.contract import (
     ADMITTED_NS,
     DEFAULT_IMPUTATION_NAME,
+    IMPUTATION_PARAMETER,
     INPUT_FEATURES,
     INPUT_IMPUTATION,
     MISSING_MASK,
@@ -49,7 +50,7 @@ from moe_ids.triton.backends.batching import (
 )
 from moe_ids.triton.backends.monitoring import Monitor, load_drift_reference
 
-PARAMETER_IMPUTATION = "imputation"  # request parameter alternative to the IMPUTATION tensor
+PARAMETER_IMPUTATION = IMPUTATION_PARAMETER
 
 
 DEFAULT_NAMES = frozenset({"", DEFAULT_IMPUTATION_NAME, b"", DEFAULT_IMPUTATION_NAME.encode()})
