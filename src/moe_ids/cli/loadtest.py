@@ -19,6 +19,7 @@ GATE_FLAGS = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     from moe_ids.perf.loadtest.scenarios import IMPUTATION_STRATEGIES, SCENARIOS
+    from moe_ids.perf.loadtest.schedule import SHAPE_DEFAULTS
 
     p = sub.add_parser(
         "loadtest", help="load-test the served model with Locust; reports, plot and SLO gates",
@@ -35,11 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spawn-rate", type=float, default=8.0, help="users started per second")
     p.add_argument("--duration", default="60s", help="run time, e.g. 30s, 5m, 2h (the run stops by itself)")
     p.add_argument("--shape", choices=("constant", "step", "spike", "soak"), default="constant")
-    p.add_argument("--step-count", type=int, default=None, help="step: steps up to --users (default 4)")
+    d = SHAPE_DEFAULTS
+    p.add_argument("--step-count", type=int, default=None,
+                   help=f"step: steps up to --users (default {d['step_count']})")
     p.add_argument("--spike-base-users", type=int, default=None, help="spike: users outside the spike")
-    p.add_argument("--spike-start", type=float, default=None, help="spike: start, fraction of the run (0.4)")
-    p.add_argument("--spike-length", type=float, default=None, help="spike: length, fraction of the run (0.2)")
-    p.add_argument("--soak-ramp", type=float, default=None, help="soak: ramp-up, fraction of the run (0.1)")
+    p.add_argument("--spike-start", type=float, default=None,
+                   help=f"spike: start, fraction of the run ({d['spike_start']})")
+    p.add_argument("--spike-length", type=float, default=None,
+                   help=f"spike: length, fraction of the run ({d['spike_length']})")
+    p.add_argument("--soak-ramp", type=float, default=None,
+                   help=f"soak: ramp-up, fraction of the run ({d['soak_ramp']})")
     p.add_argument("--imputation", choices=IMPUTATION_STRATEGIES, default=None,
                    help="imputation strategy sent with every request (default: the scenario's / the server's)")
     p.add_argument("--host", default=None,

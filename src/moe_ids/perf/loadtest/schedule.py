@@ -9,7 +9,8 @@ of time (``ShapePlan.at``), free of Locust, so the runner validates it and tests
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
+from typing import Any
 
 SHAPES: tuple[str, ...] = ("constant", "step", "spike", "soak")
 
@@ -67,16 +68,22 @@ class ShapePlan:
         return self.users, self.spawn_rate
 
 
+# The shapes' parameters and their defaults, from ShapePlan itself: the Locust options, ``moe-ids loadtest``'s
+# help and the plan read them here.
+SHAPE_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ShapePlan) if f.default is not MISSING}
+
+
 def plan_from_options(options: object) -> ShapePlan:
     """The plan from Locust's parsed options (common options plus the custom ones the locustfile adds)."""
+    d = SHAPE_DEFAULTS
     return ShapePlan(
         shape=getattr(options, "shape", "constant") or "constant",
         users=int(getattr(options, "num_users", None) or 1),
         spawn_rate=float(getattr(options, "spawn_rate", None) or 1),
         duration=float(getattr(options, "run_time", None) or 60),
-        step_count=int(getattr(options, "step_count", 4)),
-        spike_base_users=int(getattr(options, "spike_base_users", 0)),
-        spike_start=float(getattr(options, "spike_start", 0.4)),
-        spike_length=float(getattr(options, "spike_length", 0.2)),
-        soak_ramp=float(getattr(options, "soak_ramp", 0.1)),
+        step_count=int(getattr(options, "step_count", d["step_count"])),
+        spike_base_users=int(getattr(options, "spike_base_users", d["spike_base_users"])),
+        spike_start=float(getattr(options, "spike_start", d["spike_start"])),
+        spike_length=float(getattr(options, "spike_length", d["spike_length"])),
+        soak_ramp=float(getattr(options, "soak_ramp", d["soak_ramp"])),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from locust import LoadTestShape
 
-from moe_ids.perf.loadtest.schedule import SHAPES, ShapePlan, plan_from_options
+from moe_ids.perf.loadtest.schedule import SHAPE_DEFAULTS, SHAPES, ShapePlan, plan_from_options
 
 
 class ScheduledShape(LoadTestShape):
@@ -26,8 +26,11 @@ def add_shape_arguments(parser: object) -> None:
     """Custom Locust arguments of the shapes (sent by the master to its workers)."""
     group = parser.add_argument_group("moe-ids load shape")  # type: ignore[attr-defined]
     group.add_argument("--shape", choices=SHAPES, default="constant", help="load shape (peak = --users)")
-    group.add_argument("--step-count", type=int, default=4, help="step: number of steps up to --users")
-    group.add_argument("--spike-base-users", type=int, default=0, help="spike: users outside the spike")
-    group.add_argument("--spike-start", type=float, default=0.4, help="spike: start (fraction of the run)")
-    group.add_argument("--spike-length", type=float, default=0.2, help="spike: length (fraction of the run)")
-    group.add_argument("--soak-ramp", type=float, default=0.1, help="soak: ramp-up (fraction of the run)")
+    d = SHAPE_DEFAULTS
+    group.add_argument("--step-count", type=int, default=d["step_count"], help="step: number of steps up to --users")
+    group.add_argument("--spike-base-users", type=int, default=d["spike_base_users"],
+                       help="spike: users outside the spike")
+    group.add_argument("--spike-start", type=float, default=d["spike_start"], help="spike: start (fraction of the run)")
+    group.add_argument("--spike-length", type=float, default=d["spike_length"],
+                       help="spike: length (fraction of the run)")
+    group.add_argument("--soak-ramp", type=float, default=d["soak_ramp"], help="soak: ramp-up (fraction of the run)")
