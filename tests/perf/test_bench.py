@@ -24,7 +24,9 @@ def test_bench_json_reports_every_scenario() -> None:
     for key in KEYS:
         assert report[key] > 0, key
     assert set(report["ratios"]) == {"batched_vs_ceiling", "single_vs_bare", "single_vs_baseline",
-                                     "one_hop_batched_vs_ceiling", "one_hop_single_vs_bare"}
+                                     "one_hop_batched_vs_ceiling", "one_hop_single_vs_bare",
+                                     "one_hop_single_vs_baseline"}
+    assert set(report["goals"]) == set(report["ratios"])  # every ratio printed with its goal
     single = report["scenarios"]["one_hop_single"]["flows_per_s"] / report["scenarios"]["served_single"]["flows_per_s"]
     assert report["one_hop_vs_ensemble"]["single"] == pytest.approx(single, abs=1e-3)
     assert all(value > 0 for value in report["ratios"].values())
