@@ -117,6 +117,5 @@ def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int
 def combined_p_value(p_embedding: np.ndarray, p_input: np.ndarray, knots: np.ndarray) -> np.ndarray:
     """Trust from the two views' p-values: the share of calibration flows whose smaller p-value was smaller
     (``knots`` are quantiles of that minimum on the calibration flows), interpolated as in ``trust_from_knots``."""
-    s = np.minimum(np.asarray(p_embedding, dtype=np.float64), np.asarray(p_input, dtype=np.float64))[:, None]
-    lo, hi = knots[None, :-1], knots[None, 1:]
-    return np.clip((s - lo) / (hi - lo), 0.0, 1.0).mean(axis=1)
+    smaller = np.minimum(np.asarray(p_embedding, dtype=np.float64), np.asarray(p_input, dtype=np.float64))
+    return 1.0 - trust_from_knots(smaller, knots)  # the share below, where trust_from_knots gives the share above

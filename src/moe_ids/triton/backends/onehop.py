@@ -15,16 +15,12 @@ from moe_ids.core.contract import (
     GATING,
     ONNX_OUTPUTS,
     OUT_OF_DISTRIBUTION,
-    PARAM_DEFAULT_STRATEGY,
-    PARAM_STATS_FILE,
     PROBABILITIES,
-    STATS_FILE,
 )
-from moe_ids.core.preprocessing import PreprocessingStats, Preprocessor, strategy_code
 from moe_ids.triton.backends.batching import answer, model_parameters
 from moe_ids.triton.backends.classifier import OnnxSessions
 from moe_ids.triton.backends.monitoring import Monitor, load_drift_reference
-from moe_ids.triton.backends.preprocess import read_batch
+from moe_ids.triton.backends.preprocess import load_preprocessing, read_batch
 
 
 class TritonPythonModel:
@@ -35,9 +31,7 @@ class TritonPythonModel:
 
         self.pb = pb_utils
         params, version_dir = model_parameters(args)
-        stats = PreprocessingStats.from_json(version_dir / params.get(PARAM_STATS_FILE, STATS_FILE))
-        self.preprocessor = Preprocessor(stats)
-        self.default_code = strategy_code(params.get(PARAM_DEFAULT_STRATEGY) or stats.default_strategy)
+        stats, self.preprocessor, self.default_code = load_preprocessing(params, version_dir)
         self.sessions = OnnxSessions.from_parameters(params, version_dir)
         self.monitor = Monitor.from_triton_args(args, pb_utils, inputs=True, outputs=True, stats=stats,
                                                 reference=load_drift_reference(version_dir))

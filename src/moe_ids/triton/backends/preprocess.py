@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,13 @@ def read_request(request, default_code: int) -> tuple[np.ndarray, int | np.ndarr
     return x, codes
 
 
+def load_preprocessing(params: dict[str, str], version_dir: Path) -> tuple[PreprocessingStats, Preprocessor, int]:
+    """The statistics file the config names, its Preprocessor and the default imputation code (the config's
+    ``default_imputation``, else the statistics' own): what every model that preprocesses starts from."""
+    stats = PreprocessingStats.from_json(version_dir / params.get(PARAM_STATS_FILE, STATS_FILE))
+    return stats, Preprocessor(stats), strategy_code(params.get(PARAM_DEFAULT_STRATEGY) or stats.default_strategy)
+
+
 def read_batch(pb_utils, requests: list, default_code: int) -> tuple[list, list[int], np.ndarray, Any, list[int]]:
     """Every request read on its own (a bad one gets its error response): (responses, good request indices,
     their FEATURES concatenated, the imputation code(s) of those rows, rows per good request)."""
@@ -137,10 +145,7 @@ class TritonPythonModel:
 
         self.pb = pb_utils
         params, version_dir = model_parameters(args)
-        stats = PreprocessingStats.from_json(version_dir / params.get(PARAM_STATS_FILE, STATS_FILE))
-        default = params.get(PARAM_DEFAULT_STRATEGY) or stats.default_strategy
-        self.preprocessor = Preprocessor(stats)
-        self.default_code = strategy_code(default)
+        stats, self.preprocessor, self.default_code = load_preprocessing(params, version_dir)
         self.stamp_admission = params.get(PARAM_STAMP_ADMISSION, "").lower() == "true"
         # missing/imputed/out-of-range counts and PSI drift, published at Triton's /metrics
         self.monitor = Monitor.from_triton_args(args, pb_utils, inputs=True, stats=stats,
