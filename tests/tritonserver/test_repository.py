@@ -186,8 +186,14 @@ def test_one_hop_layout_is_one_public_model_with_the_ensembles_interface(tmp_pat
         [(t.name, t.data_type, list(t.dims), t.label_filename) for t in ensemble.output]
     for key, value in ensemble.parameters.items():  # what clients read: version, features, labels
         assert config.parameters[key].string_value == value.string_value, key
-    db = config.dynamic_batching  # it admits requests: the priorities and deadlines of the first step
-    assert db.priority_levels == 2 and db.default_queue_policy.default_timeout_microseconds > 0
+    # it admits requests itself, so Triton's batcher in front of it has no priority levels and no queue policy
+    # (either turns batch prefetching off in Triton 2.51); the budgets travel as the model's parameters
+    db = config.dynamic_batching
+    assert db.priority_levels == 0 and not db.HasField("default_queue_policy") and not db.priority_queue_policy
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert params[contract.PARAM_REALTIME_TIMEOUT] == str(contract.REALTIME_TIMEOUT_US)
+    assert params[contract.PARAM_BULK_TIMEOUT] == str(contract.BULK_TIMEOUT_US)
+    assert 0 < float(params[contract.PARAM_ADMISSION_HEADROOM]) <= 1 and int(params[contract.PARAM_MAX_RUN_FLOWS]) > 0
     assert "onehop" in files[f"{contract.ENSEMBLE_MODEL}/1/model.py"]
     assert not any(c.name == contract.ADMITTED_NS for c in config.output)
     out = build_repository(ensure_model(), tmp_path / "repo", ensemble_options(layout="one-hop"))

@@ -106,7 +106,8 @@ class AsyncMoEClient(ClientBase):
         async def once() -> dict[str, np.ndarray]:
             result = await self._bounded(self._connection().infer(
                 self.model_name, proto.build_inputs(self._module, x, strategy),
-                outputs=proto.build_outputs(self._module, info), priority=priority, **self._timeout_kw()))
+                outputs=proto.build_outputs(self._module, info), priority=priority,
+                parameters=proto.priority_parameters(priority), **self._timeout_kw()))
             return proto.result_arrays(result, info)
 
         return await acall_with_retry(once, self.retry_policy, self._translate)

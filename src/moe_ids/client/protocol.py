@@ -64,6 +64,12 @@ def priority_value(priority: int | str) -> int:
     return int(priority)
 
 
+def priority_parameters(priority: int) -> dict[str, int]:
+    """The request parameters that carry the priority level to a Python-backend model, which cannot read
+    Triton's own ``priority`` field (the one-hop model admits and orders requests by it)."""
+    return {contract.PRIORITY_PARAMETER: int(priority)}
+
+
 def check_strategy(missing_strategy: str | None, info: ModelInfo) -> str | None:
     """Validate an imputation strategy name before sending it; None leaves the model's default."""
     if missing_strategy is None:

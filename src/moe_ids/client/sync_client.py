@@ -113,7 +113,8 @@ class MoEClient(ClientBase):
         info = self.model_info
         result = self._client.infer(
             self.model_name, proto.build_inputs(self._module, x, strategy),
-            outputs=proto.build_outputs(self._module, info), priority=priority, **self._timeout_kw())
+            outputs=proto.build_outputs(self._module, info), priority=priority,
+            parameters=proto.priority_parameters(priority), **self._timeout_kw())
         return proto.result_arrays(result, info)
 
     def _infer_retrying(self, x: np.ndarray, strategy: proto.Strategies, priority: int,
@@ -136,9 +137,10 @@ class MoEClient(ClientBase):
                     future.set_result(result)
 
             self._client.async_infer(self.model_name, inputs, callback=done, outputs=outputs, priority=priority,
-                                     client_timeout=self.timeout)
+                                     parameters=proto.priority_parameters(priority), client_timeout=self.timeout)
             return lambda: proto.result_arrays(future.result(), info)
-        request = self._client.async_infer(self.model_name, inputs, outputs=outputs, priority=priority)
+        request = self._client.async_infer(self.model_name, inputs, outputs=outputs, priority=priority,
+                                           parameters=proto.priority_parameters(priority))
         return lambda: proto.result_arrays(request.get_result(), info)
 
     def predict(self, features: Mapping[str, Any], missing_strategy: str | None = None,

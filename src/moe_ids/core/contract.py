@@ -87,6 +87,13 @@ OVERLOAD_TEXTS: tuple[str, ...] = (QUEUE_FULL_TEXT, QUEUE_TIMEOUT_TEXT)
 # Request priorities (Triton: 1 is the highest). Real-time single flows outrank bulk scoring.
 PRIORITY_REALTIME = 1
 PRIORITY_BULK = 2
+# Queueing budgets (microseconds) of the two levels: the defaults of the repository's queue policies and of the
+# one-hop model's own admission. A request's Triton `timeout` overrides its level's budget in both.
+REALTIME_TIMEOUT_US = 1_000_000
+BULK_TIMEOUT_US = 5_000_000
+# A Python-backend model cannot read a request's Triton priority, so the SDK also sends the level as this request
+# parameter; the one-hop model reads it (the ensemble's steps ignore it, Triton's own priority drives them).
+PRIORITY_PARAMETER = "moe_ids_priority"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8000
@@ -102,4 +109,8 @@ PARAM_STATS_FILE = "preprocessing_file"
 PARAM_DEFAULT_STRATEGY = "default_imputation"
 PARAM_STAMP_ADMISSION = "stamp_admission"
 PARAM_ADMITTED_TIMEOUT = "admitted_timeout_us"
+PARAM_REALTIME_TIMEOUT = "realtime_timeout_us"  # one-hop admission: budget of a real-time request
+PARAM_BULK_TIMEOUT = "bulk_timeout_us"  # one-hop admission: budget of a bulk request (or one naming no level)
+PARAM_ADMISSION_HEADROOM = "admission_headroom"  # one-hop admission: share of a budget the queue may promise
+PARAM_MAX_RUN_FLOWS = "max_run_flows"  # one-hop admission: flows per model run
 STATS_FILE = "preprocessing.json"  # the preprocessing statistics, in the artifact directory and beside the model

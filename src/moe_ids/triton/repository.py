@@ -84,8 +84,12 @@ class RepositoryOptions:
     # (reproduced; deadline rejections under the same flood never did). With max_queue_size 0 (unbounded) the
     # queue holds at most arrival rate x deadline requests. Set a size only on a Triton release with the fix.
     max_queue_size: int = 0
-    realtime_timeout_us: int = 1_000_000  # queueing budget of a real-time (priority 1) request
-    bulk_timeout_us: int = 5_000_000  # queueing budget of a bulk (priority 2, default) request; clients retry
+    realtime_timeout_us: int = contract.REALTIME_TIMEOUT_US  # queueing budget of a real-time (priority 1) request
+    bulk_timeout_us: int = contract.BULK_TIMEOUT_US  # queueing budget of a bulk (priority 2, default) request
+    # one-hop: the model admits requests itself (moe_ids.triton.backends.admission) and promises at most this
+    # share of a request's budget to its queue; the rest is the transport's. Runs of at most max_run_flows flows.
+    admission_headroom: float = 0.5
+    max_run_flows: int = 4096
     # cpu target: how long an admitted flow may wait for the classifier step before it is refused with "request
     # timeout expired". Triton's own queue policy cannot sit on that step (see _dynamic_batching), so the
     # preprocess step stamps each flow (contract.ADMITTED_NS) and the Python classifier checks the stamp: under
@@ -311,19 +315,25 @@ def _public_parameters(c, opts: RepositoryOptions) -> None:
 def one_hop_config(opts: RepositoryOptions):
     """The public model as one Python model (cpu): FEATURES (+ IMPUTATION) in, the classifier outputs out.
 
-    It admits requests, so it carries the priority levels and queue policy of the ensemble's first step.
+    It admits requests itself (``moe_ids.triton.backends.admission``), so Triton's batcher in front of it has
+    no priority levels and no queue policy: with either, Triton 2.51 turns batch prefetching off and stalls
+    for up to 500 ms while an instance is free (``docs/reliability.md``).
     """
     pb = _pb()
     c = pb.ModelConfig(name=contract.ENSEMBLE_MODEL, backend="python", max_batch_size=opts.max_batch_size)
     _public_inputs(c)
     _classifier_outputs(c)
-    _dynamic_batching(c, opts, admission=True)
+    _dynamic_batching(c, opts, admission=False)
     _instance_group(c, "KIND_CPU", opts.one_hop_instances)
     _warmup(c, [(contract.INPUT_FEATURES, _dtype(contract.INPUT_FEATURES), _width(contract.INPUT_FEATURES))], opts)
     _param(c, contract.PARAM_STATS_FILE, contract.STATS_FILE)
     _param(c, contract.PARAM_ONNX_FILE, artifacts.ONNX_FP32)
     _param(c, contract.PARAM_THREADS, str(opts.one_hop_threads))
     _param(c, contract.PARAM_SMALL_ROWS, str(opts.single_thread_below_rows))
+    _param(c, contract.PARAM_REALTIME_TIMEOUT, str(opts.realtime_timeout_us))
+    _param(c, contract.PARAM_BULK_TIMEOUT, str(opts.bulk_timeout_us))
+    _param(c, contract.PARAM_ADMISSION_HEADROOM, str(opts.admission_headroom))
+    _param(c, contract.PARAM_MAX_RUN_FLOWS, str(opts.max_run_flows))
     _public_parameters(c, opts)
     return c
 

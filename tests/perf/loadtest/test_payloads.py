@@ -57,7 +57,8 @@ def test_http_json_writes_bare_nan(flows: np.ndarray) -> None:
     text = payloads.encode_http_json(req).body.decode()
     assert "NaN" in text and "null" not in text and '"NaN"' not in text
     doc = json.loads(text)  # Python reads the bare literal back
-    assert doc["parameters"] == {"priority": kind.priority, payloads.IMPUTATION_PARAMETER: "zero"}
+    assert doc["parameters"] == {"priority": kind.priority, payloads.IMPUTATION_PARAMETER: "zero",
+                                 payloads.PRIORITY_PARAMETER: kind.priority}  # the level a Python model can read
     assert [i["name"] for i in doc["inputs"]] == [INPUT_FEATURES]
 
 

@@ -261,3 +261,21 @@ def test_drift_samples_large_executions() -> None:
     m.flush()
     assert value(mon.FLOWS) == 1030
     assert value(mon.DRIFT_WINDOW) == 130
+
+
+def test_admission_refusals_waits_and_queue_depth() -> None:
+    m = mon.Monitor(FakeApi, admission=True, flush_interval_s=0, instance="moe_ids_0")
+    m.observe_admission(refused_on_arrival=1)
+    m.observe_admission(refused_on_arrival=1)
+    m.observe_admission(refused_in_queue=2, queued_flows=3072, waits_ns=np.array([100_000_000, 300_000_000]))
+    m.flush()
+    assert value(mon.ADMISSION_REFUSALS, when="on_arrival") == 2
+    assert value(mon.ADMISSION_REFUSALS, when="in_queue") == 2
+    assert value(f"{mon.QUEUE_WAIT}_sum") == pytest.approx(0.4)
+    assert value(f"{mon.QUEUE_WAIT}_count") == 2
+    assert value(mon.QUEUED_FLOWS, model_instance="moe_ids_0") == 3072
+    m.observe_admission(queued_flows=0)
+    m.flush()
+    assert value(mon.QUEUED_FLOWS, model_instance="moe_ids_0") == 0
+    assert value(f"{mon.QUEUE_WAIT}_count") == 2  # counters only grow by what is new
+    m.close()

@@ -1,9 +1,11 @@
 """Locust entry point of the overload test (run by ``moe_ids.perf.loadtest.overload``, not by hand).
 
 ``OverloadUser`` sends pre-encoded binary HTTP requests of ``--batch`` real flows. With ``--target-rps`` each
-user paces itself to its share of that rate (Locust's ``constant_throughput``), so the offered load is set by
-the test, not by how fast the server answers — with enough users the load stays open-loop, which is what
-overload means. Every answer is filed under one of three request names: ``accepted`` (a valid result),
+user sends on its own Poisson schedule at its share of that rate (``PoissonArrivals``), so the offered load is
+set by the test, not by how fast the server answers — with enough users the load stays open-loop, which is
+what overload means — and it is steady: users paced at a constant rate from a common start send in
+synchronised waves (every user at once, then silence), which measures how a server rides out bursts, not how
+it holds a steady 3x. Every answer is filed under one of three request names: ``accepted`` (a valid result),
 ``rejected`` (an explicit refusal by Triton's queue policy: queue full or queueing deadline passed; counted as
 a success, it is the designed behaviour) and ``failed`` (anything else: wrong answers, other errors, no answer
 within ``REQUEST_TIMEOUT_S``).
@@ -11,8 +13,12 @@ within ``REQUEST_TIMEOUT_S``).
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
+
 import numpy as np
-from locust import constant, constant_throughput, events, task
+from locust import constant, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from moe_ids.core.contract import PRIORITY_REALTIME
@@ -45,6 +51,25 @@ def _pool(options: object) -> list[tuple[payloads.Request, payloads.HttpBody]]:
     return _POOL
 
 
+class PoissonArrivals:
+    """A Locust ``wait_time`` for open-loop arrivals: exponential gaps at ``rate`` per second, scheduled from
+    the previous due time (not from when the last answer came back), so a slow answer does not thin the load."""
+
+    def __init__(self, rate: float, rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0 requests/s, got {rate}")
+        self.rate, self.rng, self.clock = rate, rng or random.Random(), clock
+        self.due = clock()
+
+    def __call__(self) -> float:
+        """Seconds until the next request. A user that fell behind (its last answer came late) sends at once
+        but does not burst to catch up on more than one gap."""
+        now = self.clock()
+        self.due = max(self.due, now - 1.0 / self.rate) + self.rng.expovariate(self.rate)
+        return max(0.0, self.due - now)
+
+
 class OverloadUser(FastHttpUser):
     network_timeout = REQUEST_TIMEOUT_S
     connection_timeout = REQUEST_TIMEOUT_S
@@ -54,7 +79,8 @@ class OverloadUser(FastHttpUser):
         options = self.environment.parsed_options
         users = max(1, int(getattr(options, "num_users", 1) or 1))
         if options.target_rps > 0:
-            self.wait_time = constant_throughput(options.target_rps / users).__get__(self)
+            self.wait_time = PoissonArrivals(options.target_rps / users)
+            self.wait()  # each user's first request at its own random moment
         self.pool = _pool(options)
         self.index = np.random.default_rng().integers(len(self.pool))
 

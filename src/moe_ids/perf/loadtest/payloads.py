@@ -25,6 +25,7 @@ from moe_ids.core.contract import (
     INPUT_FEATURES,
     INPUT_IMPUTATION,
     PREDICTED_CLASS,
+    PRIORITY_PARAMETER,
 )
 from moe_ids.core.schema import N_FEATURES
 from moe_ids.perf.loadtest.flows import make_batch
@@ -60,6 +61,11 @@ class Request:
     tensors: list[Tensor]
     parameters: dict[str, Any] = field(default_factory=dict)
     malformation: str | None = None
+
+    @property
+    def wire_parameters(self) -> dict[str, Any]:
+        """The request parameters sent: the kind's own plus the priority level, as the SDK sends it."""
+        return {PRIORITY_PARAMETER: self.priority, **self.parameters}
 
 
 def wire_from_metadata(metadata: dict[str, Any]) -> Wire:
@@ -129,7 +135,7 @@ def encode_http_binary(req: Request) -> HttpBody:
         inputs.append(inp)
     outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in REQUESTED_OUTPUTS]
     body, json_size = httpclient.InferenceServerClient.generate_request_body(
-        inputs, outputs=outputs, priority=req.priority, parameters=req.parameters or None)
+        inputs, outputs=outputs, priority=req.priority, parameters=req.wire_parameters)
     headers = {"Content-Type": "application/octet-stream"}
     if json_size is not None:
         headers[HEADER_LENGTH] = str(json_size)
@@ -150,7 +156,7 @@ def encode_http_json(req: Request) -> HttpBody:
         "inputs": [{"name": t.name, "shape": list(t.data.shape), "datatype": t.datatype, "data": _json_data(t)}
                    for t in req.tensors],
         "outputs": [{"name": name} for name in REQUESTED_OUTPUTS],
-        "parameters": {"priority": req.priority, **req.parameters},
+        "parameters": {"priority": req.priority, **req.wire_parameters},
     }
     return HttpBody(json.dumps(doc, allow_nan=True).encode(), {"Content-Type": "application/json"})
 
@@ -198,4 +204,4 @@ def encode_grpc(req: Request) -> GrpcCall:
         inp.set_data_from_numpy(t.data)
         inputs.append(inp)
     outputs = [grpcclient.InferRequestedOutput(name) for name in REQUESTED_OUTPUTS]
-    return GrpcCall(inputs, outputs, req.priority, req.parameters or None)
+    return GrpcCall(inputs, outputs, req.priority, req.wire_parameters)

@@ -56,6 +56,11 @@ DRIFT_WINDOW = "moe_ids_drift_window_flows"
 PREDICTIONS = "moe_ids_predictions_total"
 OUT_OF_DISTRIBUTION_FLOWS = "moe_ids_out_of_distribution_total"
 GATING_WEIGHT = "moe_ids_temporal_gating_weight"  # emulated histogram: _bucket, _sum, _count
+# The one-hop model's own admission (Triton's queue metrics see only its instant execute calls):
+ADMISSION_REFUSALS = "moe_ids_admission_refusals_total"
+QUEUE_WAIT = "moe_ids_queue_wait_seconds"  # _sum and _count of the admitted requests' wait before their run
+QUEUED_FLOWS = "moe_ids_queued_flows"
+REFUSAL_WHEN = ("on_arrival", "in_queue")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -135,7 +140,7 @@ class Monitor:
     works (the unit tests use an in-memory one).
     """
 
-    def __init__(self, api: Any, *, inputs: bool = False, outputs: bool = False,
+    def __init__(self, api: Any, *, inputs: bool = False, outputs: bool = False, admission: bool = False,
                  stats: PreprocessingStats | None = None, reference: DriftReference | None = None,
                  flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S, warmup_flows: int = 0, instance: str = "",
                  drift_min_flows: int = DRIFT_MIN_FLOWS, drift_window_flows: int = DRIFT_WINDOW_FLOWS,
@@ -148,13 +153,15 @@ class Monitor:
         # Counters of several instances add up in one series; gauges would overwrite each other, so each
         # instance's gauges carry its name.
         self._gauge_labels = {"model_instance": instance} if instance else {}
-        self.inputs, self.outputs = inputs, outputs
+        self.inputs, self.outputs, self.admission = inputs, outputs, admission
         self.drift_min_flows, self.drift_window_flows = drift_min_flows, drift_window_flows
         self.drift_sample_rows = max(1, int(drift_sample_rows))
         if inputs:
             self._init_inputs(stats, reference)
         if outputs:
             self._init_outputs()
+        if admission:
+            self._init_admission()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if flush_interval_s > 0:
@@ -174,7 +181,7 @@ class Monitor:
         config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         if params.get("metrics", "true").strip().lower() in ("false", "0", "off", "no"):
-            kwargs["inputs"] = kwargs["outputs"] = False
+            kwargs["inputs"] = kwargs["outputs"] = kwargs["admission"] = False
             kwargs["flush_interval_s"] = 0
         if "metrics_flush_interval_s" in params:
             kwargs.setdefault("flush_interval_s", float(params["metrics_flush_interval_s"]))
@@ -240,6 +247,19 @@ class Monitor:
         self._gbuckets = np.zeros(len(self._bounds), dtype=np.int64)
         self._gsum = 0.0
         self._gcount = 0
+
+    def _init_admission(self) -> None:
+        refusals = self._family(ADMISSION_REFUSALS, "Requests the model refused as overloaded: on arrival (they could "
+                                "not have been answered within their budget) or in its queue (they no longer could)",
+                                "COUNTER")
+        self._m_refused = [refusals.Metric(labels={"when": when}) for when in REFUSAL_WHEN]
+        wait_sum = self._family(f"{QUEUE_WAIT}_sum", "Seconds admitted requests waited in the model's queue", "COUNTER")
+        wait_count = self._family(f"{QUEUE_WAIT}_count", "Admitted requests that reached a model run", "COUNTER")
+        self._m_wsum, self._m_wcount = wait_sum.Metric(labels={}), wait_count.Metric(labels={})
+        queued = self._family(QUEUED_FLOWS, "Flows admitted and waiting for a model run, per instance", "GAUGE")
+        self._m_queued = queued.Metric(labels=dict(self._gauge_labels))
+        self._refused = np.zeros(len(REFUSAL_WHEN), dtype=np.int64)
+        self._wsum, self._wcount, self._queued = 0.0, 0, 0
 
     # -- request path ------------------------------------------------------------------------------------------
 
@@ -328,6 +348,19 @@ class Monitor:
 
     # -- publishing --------------------------------------------------------------------------------------------
 
+    def observe_admission(self, *, refused_on_arrival: int = 0, refused_in_queue: int = 0,
+                          waits_ns: np.ndarray | None = None, queued_flows: int | None = None) -> None:
+        """Record refusals, the waits of the requests of one run and the flows still queued (latest wins)."""
+        if not self.admission:
+            return
+        with self._lock:
+            self._refused += (refused_on_arrival, refused_in_queue)
+            if waits_ns is not None and len(waits_ns):
+                self._wsum += float(np.sum(waits_ns)) / 1e9
+                self._wcount += len(waits_ns)
+            if queued_flows is not None:
+                self._queued = int(queued_flows)
+
     def _take(self) -> dict[str, Any]:
         """Pending deltas (reset to zero) and the drift state, under the lock."""
         d: dict[str, Any] = {}
@@ -346,6 +379,10 @@ class Monitor:
                 d["gbuckets"], self._gbuckets = self._gbuckets, np.zeros_like(self._gbuckets)
                 d["gsum"], self._gsum = self._gsum, 0.0
                 d["gcount"], self._gcount = self._gcount, 0
+            if self.admission:
+                d["refused"], self._refused = self._refused, np.zeros_like(self._refused)
+                d["wsum"], d["wcount"], d["queued"] = self._wsum, self._wcount, self._queued
+                self._wsum, self._wcount = 0.0, 0
         return d
 
     def flush(self) -> None:
@@ -375,6 +412,13 @@ class Monitor:
                         self._m_bucket[b].increment(float(cumulative[b]))
                     self._m_gsum.increment(d["gsum"])
                     self._m_gcount.increment(float(d["gcount"]))
+            if self.admission:
+                for w in np.flatnonzero(d["refused"]):
+                    self._m_refused[w].increment(float(d["refused"][w]))
+                if d["wcount"]:
+                    self._m_wsum.increment(d["wsum"])
+                    self._m_wcount.increment(float(d["wcount"]))
+                self._m_queued.set(float(d["queued"]))
 
     def _update_drift(self, rows: np.ndarray) -> None:
         """Add sampled rows to the drift window and publish the PSI of features with enough observations."""

@@ -95,7 +95,8 @@ def batch_codes(codes: list[int | np.ndarray], sizes: list[int]) -> int | np.nda
                            for c, n in zip(codes, sizes, strict=True)])
 
 
-def _request_parameter(request, key: str) -> Any:
+def request_parameter(request, key: str) -> Any:
+    """A request parameter's value, or None when absent (or the parameters are not JSON)."""
     try:
         text = request.parameters()
         if not text or text == "{}":
@@ -115,7 +116,7 @@ def read_request(request, default_code: int) -> tuple[np.ndarray, int | np.ndarr
     x = validate_features(tensor.as_numpy())
     imputation = tensors.get(INPUT_IMPUTATION)
     values = None if imputation is None else imputation.as_numpy()
-    codes = request_codes(values, _request_parameter(request, PARAMETER_IMPUTATION), x.shape[0], default_code)
+    codes = request_codes(values, request_parameter(request, PARAMETER_IMPUTATION), x.shape[0], default_code)
     return x, codes
 
 
