@@ -13,16 +13,13 @@ within ``REQUEST_TIMEOUT_S``).
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
-
 import numpy as np
 from locust import constant, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from moe_ids.core.contract import PRIORITY_REALTIME
 from moe_ids.perf.loadtest import payloads
+from moe_ids.perf.loadtest.arrivals import PoissonArrivals
 from moe_ids.perf.loadtest.flows import load_feature_matrix
 from moe_ids.perf.loadtest.overload import ACCEPTED, FAILED, REJECTED, classify
 from moe_ids.perf.loadtest.scenarios import RequestKind
@@ -49,25 +46,6 @@ def _pool(options: object) -> list[tuple[payloads.Request, payloads.HttpBody]]:
         for req in payloads.build_pool(kind, load_feature_matrix(), rng, payloads.Wire(), 8):
             _POOL.append((req, payloads.encode_http_binary(req)))
     return _POOL
-
-
-class PoissonArrivals:
-    """A Locust ``wait_time`` for open-loop arrivals: exponential gaps at ``rate`` per second, scheduled from
-    the previous due time (not from when the last answer came back), so a slow answer does not thin the load."""
-
-    def __init__(self, rate: float, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0 requests/s, got {rate}")
-        self.rate, self.rng, self.clock = rate, rng or random.Random(), clock
-        self.due = clock()
-
-    def __call__(self) -> float:
-        """Seconds until the next request. A user that fell behind (its last answer came late) sends at once
-        but does not burst to catch up on more than one gap."""
-        now = self.clock()
-        self.due = max(self.due, now - 1.0 / self.rate) + self.rng.expovariate(self.rate)
-        return max(0.0, self.due - now)
 
 
 class OverloadUser(FastHttpUser):

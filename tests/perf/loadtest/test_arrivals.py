@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from moe_ids.perf.loadtest.overload_locustfile import PoissonArrivals
+from moe_ids.perf.loadtest.arrivals import PoissonArrivals
 
 
 class Clock:
