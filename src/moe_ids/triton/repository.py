@@ -32,6 +32,7 @@ from pathlib import Path
 from moe_ids.core import artifacts, contract
 from moe_ids.core.preprocessing import DEFAULT_STRATEGY, STRATEGIES
 from moe_ids.core.schema import FEATURE_NAMES
+from moe_ids.triton.backends.admission import DEFAULT_HEADROOM, DEFAULT_MAX_RUN_FLOWS
 
 TARGETS: tuple[str, ...] = ("cpu", "gpu-onnx", "gpu-trt")
 # ensemble: Python preprocess -> classifier (ONNX Runtime in Python on cpu, a native backend on gpu);
@@ -88,8 +89,8 @@ class RepositoryOptions:
     bulk_timeout_us: int = contract.BULK_TIMEOUT_US  # queueing budget of a bulk (priority 2, default) request
     # one-hop: the model admits requests itself (moe_ids.triton.backends.admission) and promises at most this
     # share of a request's budget to its queue; the rest is the transport's. Runs of at most max_run_flows flows.
-    admission_headroom: float = 0.5
-    max_run_flows: int = 4096
+    admission_headroom: float = DEFAULT_HEADROOM
+    max_run_flows: int = DEFAULT_MAX_RUN_FLOWS
     # cpu target: how long an admitted flow may wait for the classifier step before it is refused with "request
     # timeout expired". Triton's own queue policy cannot sit on that step (see _dynamic_batching), so the
     # preprocess step stamps each flow (contract.ADMITTED_NS) and the Python classifier checks the stamp: under

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from moe_ids.core.contract import INPUT_FEATURES, INPUT_IMPUTATION, PREDICTED_CLASS
+from moe_ids.core.contract import INPUT_FEATURES, INPUT_IMPUTATION, PREDICTED_CLASS, PRIORITY_PARAMETER
 from moe_ids.core.schema import N_FEATURES
 from moe_ids.perf.loadtest import payloads
 from moe_ids.perf.loadtest.flows import SAMPLE_FILE, load_feature_matrix, make_batch
@@ -58,7 +58,7 @@ def test_http_json_writes_bare_nan(flows: np.ndarray) -> None:
     assert "NaN" in text and "null" not in text and '"NaN"' not in text
     doc = json.loads(text)  # Python reads the bare literal back
     assert doc["parameters"] == {"priority": kind.priority, payloads.IMPUTATION_PARAMETER: "zero",
-                                 payloads.PRIORITY_PARAMETER: kind.priority}  # the level a Python model can read
+                                 PRIORITY_PARAMETER: kind.priority}  # the level a Python model can read
     assert [i["name"] for i in doc["inputs"]] == [INPUT_FEATURES]
 
 

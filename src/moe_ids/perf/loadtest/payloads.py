@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from moe_ids.client.protocol import priority_parameters
 from moe_ids.core.contract import (
     CONFIDENCE,
     ENSEMBLE_MODEL,
@@ -25,7 +26,6 @@ from moe_ids.core.contract import (
     INPUT_FEATURES,
     INPUT_IMPUTATION,
     PREDICTED_CLASS,
-    PRIORITY_PARAMETER,
 )
 from moe_ids.core.schema import N_FEATURES
 from moe_ids.perf.loadtest.flows import make_batch
@@ -65,7 +65,7 @@ class Request:
     @property
     def wire_parameters(self) -> dict[str, Any]:
         """The request parameters sent: the kind's own plus the priority level, as the SDK sends it."""
-        return {PRIORITY_PARAMETER: self.priority, **self.parameters}
+        return {**priority_parameters(self.priority), **self.parameters}
 
 
 def wire_from_metadata(metadata: dict[str, Any]) -> Wire:

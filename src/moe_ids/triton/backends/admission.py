@@ -204,16 +204,6 @@ class AdmissionQueue:
         with self._cond:
             return self._running_until_ns == 0 and not any(self._queued_flows.values())
 
-    def admits_now(self, flows: int, budget_ns: int) -> str | None:
-        """On an idle queue: None when a run of ``flows`` fits ``headroom`` x the budget, else the refusal.
-        (An execution scored at once is answered by return value, so no per-request answering cost.)"""
-        wait = self.run_ns(flows, 0)
-        if wait > self.headroom * budget_ns:
-            with self._cond:
-                self.refused_on_arrival += 1
-            return refusal_message(wait, budget_ns, on_arrival=True)
-        return None
-
     def queued(self) -> tuple[int, int]:
         """(requests, flows) waiting now."""
         with self._cond:
