@@ -112,3 +112,18 @@ def test_flow_without_features_is_all_missing() -> None:
     x, index = encode_flows({}, FEATURE_NAMES)
     assert x.shape == (1, len(FEATURE_NAMES)) and len(index) == 1
     assert all(math.isnan(v) for v in x[0])
+
+
+def test_withheld_features_become_missing_and_unknown_names_are_refused(real_rows: pd.DataFrame) -> None:
+    from moe_ids.client.features import check_withheld, withhold_columns
+    from moe_ids.data.extractors import HOST_TCP_FEATURES
+
+    x = encode_frame(real_rows, FEATURE_NAMES)
+    held = withhold_columns(x, FEATURE_NAMES, check_withheld(HOST_TCP_FEATURES))
+    cols = [FEATURE_NAMES.index(f) for f in HOST_TCP_FEATURES]
+    assert np.isfinite(x[:, cols]).any() and np.isnan(held[:, cols]).all()
+    others = np.setdiff1d(np.arange(len(FEATURE_NAMES)), cols)
+    np.testing.assert_array_equal(held[:, others], x[:, others])  # nothing else touched, the input not modified
+    assert np.isfinite(x[:, cols]).any()
+    with pytest.raises(InvalidInputError, match="Init Win"):
+        check_withheld(["Init Win"])

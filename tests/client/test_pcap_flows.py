@@ -47,6 +47,12 @@ def test_scan_flows_have_the_probes_packets_and_payload() -> None:
     assert f["Flow Duration"].isna().mean() > 0.9 and f["Flow Packets/s"].isna().mean() > 0.9
     for name in extractors.get_profile("pcap").unavailable:
         assert f[name].isna().all(), name
+    # the TCP header fields, as CICFlowMeter has them for CIC-IDS2017's own nmap probes: nmap's window 1024 and
+    # its 24-byte header (MSS option), the closed port's RST|ACK with window 0 and a bare 20-byte header
+    probes = f[closed]
+    assert (probes["Init_Win_bytes_forward"] == 1024).all() and (probes["Init_Win_bytes_backward"] == 0).all()
+    assert (probes["Fwd Header Length"] == 24).all() and (probes["Bwd Header Length"] == 20).all()
+    assert (probes["min_seg_size_forward"] == 24).all() and (f["act_data_pkt_fwd"] == 0).all()
     assert list(chunk.ids["dst_port"].head(2)) == [22, 21] and (chunk.ids["src_ip"] == "127.0.0.1").all()
 
 
@@ -132,11 +138,17 @@ def _capture_loopback_exchange(path, requests: list[int], reply: int, pause_s: f
     return {"port": port, "packets": packets}
 
 
-def _payload(frame: bytes) -> int:
+def _tcp(frame: bytes) -> tuple[int, int, int]:
+    """(payload bytes, TCP header bytes, window) of an Ethernet/IPv4/TCP frame."""
     ihl = (frame[14] & 0x0F) * 4
     total = int.from_bytes(frame[16:18], "big")
-    tcp_header = (frame[14 + ihl + 12] >> 4) * 4
-    return total - ihl - tcp_header
+    tcp = 14 + ihl
+    header = (frame[tcp + 12] >> 4) * 4
+    return total - ihl - header, header, int.from_bytes(frame[tcp + 14:tcp + 16], "big")
+
+
+def _payload(frame: bytes) -> int:
+    return _tcp(frame)[0]
 
 
 def test_a_capture_made_on_loopback_maps_to_the_sizes_and_counts_sent(tmp_path) -> None:
@@ -154,6 +166,14 @@ def test_a_capture_made_on_loopback_maps_to_the_sizes_and_counts_sent(tmp_path) 
     assert f["Total Length of Bwd Packets"] == reply == sum(_payload(fr) for fr in bwd)
     assert f["Fwd Packet Length Max"] == max(requests)
     assert f["SYN Flag Count"] == 2 and f["FIN Flag Count"] == 2
+    # header fields from the frames themselves: CICFlowMeter's first forward and LAST backward window, header
+    # bytes per direction, the smallest forward header, forward packets after the first that carry payload
+    assert f["Init_Win_bytes_forward"] == _tcp(fwd[0])[2] > 0
+    assert f["Init_Win_bytes_backward"] == _tcp(bwd[-1])[2]
+    assert f["Fwd Header Length"] == sum(_tcp(fr)[1] for fr in fwd) and f["Bwd Header Length"] == sum(
+        _tcp(fr)[1] for fr in bwd)
+    assert f["min_seg_size_forward"] == min(_tcp(fr)[1] for fr in fwd)
+    assert f["act_data_pkt_fwd"] == sum(1 for fr in fwd[1:] if _payload(fr) > 0) == len(requests)
     assert chunk.ids.iloc[0]["dst_port"] == port and chunk.ids.iloc[0]["src_ip"] == "127.0.0.1"
     # the sends were 50 ms apart: NFStream's millisecond clock tells that duration, in microseconds
     span_us = (sent["packets"][-1][0] - sent["packets"][0][0]) * 1e6

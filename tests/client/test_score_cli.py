@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -94,6 +95,24 @@ def test_score_a_packet_capture(triton_server, tmp_path: Path, capsys: pytest.Ca
     assert len(scored) == 1001 and list(scored.columns[:4]) == ["src_ip", "src_port", "dst_ip", "dst_port"]
     assert (scored["prediction"] == "Attack").mean() >= 0.9
     assert "extractor: pcap" in capsys.readouterr().err
+
+
+def test_withholding_host_features_scores_as_if_the_sensor_had_not_sent_them(triton_server, tmp_path: Path) -> None:
+    """``--withhold-host-features`` equals scoring the same real flows with those columns absent."""
+    from moe_ids.data.extractors import HOST_TCP_FEATURES
+
+    flows = load_flows(CORRECTED_CSV, nrows=400).features
+    full, stripped = tmp_path / "full.csv", tmp_path / "stripped.csv"
+    flows.to_csv(full, index=False)
+    flows.drop(columns=list(HOST_TCP_FEATURES)).to_csv(stripped, index=False)
+    for path, extra in ((full, ["--withhold-host-features"]), (stripped, []), (full, [])):
+        assert main(["score", str(path), "-o", str(path.with_suffix(".out" + "".join(extra) + ".csv")), "--url",
+                     triton_server.grpc_url, "-q", *extra]) == 0
+    held = pd.read_csv(full.with_suffix(".out--withhold-host-features.csv"))
+    absent = pd.read_csv(stripped.with_suffix(".out.csv"))
+    as_sent = pd.read_csv(full.with_suffix(".out.csv"))
+    pd.testing.assert_frame_equal(held, absent, check_exact=False, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(held["prob_attack"], as_sent["prob_attack"])  # the values did count
 
 
 def test_score_over_http_at_realtime_priority(triton_server, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from moe_ids.core import contract
 
 from . import protocol as proto
 from .errors import MoEClientError, translate
-from .features import AUTO, check_extractor, check_unknown_policy, encode_flows
+from .features import AUTO, check_extractor, check_unknown_policy, check_withheld, encode_flows, withhold_columns
 from .model_info import ModelInfo
 from .results import Prediction, row_to_prediction
 from .retry import RetryPolicy
@@ -49,6 +49,7 @@ class ClientBase:
         concurrency: int = 4,
         unknown: str = "raise",
         extractor: str = AUTO,
+        withhold: Sequence[str] = (),
         backoff: float = 0.1,
         max_backoff: float = 5.0,
         verbose: bool = False,
@@ -60,6 +61,7 @@ class ClientBase:
         self.concurrency = max(1, int(concurrency))
         self.unknown = check_unknown_policy(unknown)
         self.extractor = check_extractor(extractor)
+        self.withhold = check_withheld(withhold)
         self.retry_policy = RetryPolicy(retries=max(0, int(retries)), base=backoff, cap=max_backoff)
         self._verbose = verbose
         self._info: ModelInfo | None = None
@@ -96,7 +98,8 @@ class ClientBase:
                 unknown: str | None, extractor: str | None) -> tuple[np.ndarray, pd.Index, proto.Strategies]:
         x, index = encode_flows(proto.as_single_flow(features), info.feature_names, unknown or self.unknown,
                                 extractor or self.extractor)
-        return x, index, proto.check_strategy(missing_strategy, info)
+        return withhold_columns(x, info.feature_names, self.withhold), index, proto.check_strategy(missing_strategy,
+                                                                                                   info)
 
     @staticmethod
     def _prediction(outputs: dict[str, np.ndarray], info: ModelInfo, index: pd.Index) -> Prediction:
@@ -106,5 +109,6 @@ class ClientBase:
     def _plan(self, flows: Any, info: ModelInfo, batch_size: int, missing_strategy: str | Sequence[str | None] | None,
               priority: int | str, unknown: str | None, extractor: str | None) -> BatchPlan:
         x, index = encode_flows(flows, info.feature_names, unknown or self.unknown, extractor or self.extractor)
+        x = withhold_columns(x, info.feature_names, self.withhold)
         return BatchPlan(x, index, proto.check_strategies(missing_strategy, x.shape[0], info),
                          proto.priority_value(priority), proto.chunk_slices(x.shape[0], batch_size, info))

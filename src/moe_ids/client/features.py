@@ -94,6 +94,27 @@ def column_mapping(columns: Iterable[Any], feature_names: Sequence[str], unknown
     return mapping
 
 
+def check_withheld(names: Sequence[str]) -> tuple[str, ...]:
+    """Feature names a client always sends as missing; a clear error for a name that is no feature."""
+    chosen = tuple(str(n) for n in names)
+    unknown = [n for n in chosen if n not in FEATURE_NAMES]
+    if unknown:
+        raise InvalidInputError(f"withhold: {unknown} are not model features; e.g. "
+                                f"moe_ids.data.extractors.HOST_TCP_FEATURES = {list(extractors.HOST_TCP_FEATURES)}",
+                                "withhold")
+    return chosen
+
+
+def withhold_columns(x: np.ndarray, feature_names: Sequence[str], withhold: Sequence[str]) -> np.ndarray:
+    """The FEATURES tensor with the withheld features set to NaN (missing), as the server then imputes them."""
+    if not withhold:
+        return x
+    cols = [i for i, name in enumerate(feature_names) if name in set(withhold)]
+    x = np.array(x, dtype=np.float32, copy=True)
+    x[:, cols] = np.nan
+    return x
+
+
 def encode_frame(frame: pd.DataFrame, feature_names: Sequence[str], unknown: str = "raise",
                  extractor: str | None = AUTO) -> np.ndarray:
     """[n, F] float32 in ``feature_names`` order, in the model's semantics: values are converted by the

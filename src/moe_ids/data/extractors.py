@@ -5,7 +5,10 @@ semantics of CICFlowMeter as fixed by Engelen et al. 2021 (the corrected CIC-IDS
 CICFlowMeter 4 computes the same definitions): lengths are transport payload bytes, header lengths are transport
 header bytes, times are microseconds, standard deviations are sample (n-1) deviations, TCP flag counts count
 packets carrying the flag, a subflow feature is a total divided by the number of >1 s gaps, an absent initial
-window is 0. Every other extractor is described here feature by feature:
+window is 0, and ``Init_Win_bytes_backward`` is, despite its name, the window of the LAST backward packet
+(``BasicFlow.addPacket`` sets it on every backward packet; both CIC-IDS2017 extractions show it: flows with a
+handshake and many replies hold the scaled windows of their last packets, 235 or 229, not a SYN-ACK's 28960).
+Every other extractor is described here feature by feature:
 
 * ``same`` - the value means what the model's feature means;
 * ``converted`` - it does after a conversion that this module applies (the text says how);
@@ -50,6 +53,12 @@ LENGTHS = (
     "Avg Fwd Segment Size", "Avg Bwd Segment Size",
 )
 HEADERS = ("Fwd Header Length", "Bwd Header Length", "min_seg_size_forward")
+# What a host's TCP stack chooses (initial windows; the minimum forward header, i.e. its TCP options): they describe
+# the machines of the network the flows come from. The CIC lab's attackers have their own (nmap's 1024, hping3's
+# 512, Kali's 29200), and the model trained there leans on them; on another network's flows, the real values of
+# its hosts steer verdicts to Normal. ``withhold`` (SDK, ``moe-ids score --withhold-host-features``) sends them as
+# missing for such flows (figures in the README).
+HOST_TCP_FEATURES = ("Init_Win_bytes_forward", "Init_Win_bytes_backward", "min_seg_size_forward")
 ACTIVE_IDLE = ("Active Mean", "Active Std", "Active Max", "Active Min", "Idle Mean", "Idle Std", "Idle Max",
                "Idle Min")
 IAT_GROUPS: dict[str, tuple[str, ...]] = {
@@ -180,7 +189,6 @@ def _python_values(f: pd.DataFrame) -> pd.DataFrame:
         f[col] = f[col] * factor
     for col in PACKET_RATES:  # 0 for a zero-duration flow, where CICFlowMeter's rate is undefined
         f[col] = f[col].mask(duration == 0)
-    f["Init_Win_bytes_backward"] = f["Init_Win_bytes_backward"].mask(bwd > 1)  # the last window, not the first
     return f
 
 
@@ -192,8 +200,6 @@ _PYTHON_RULES = _rules(
     (IAT_GROUPS["fwd"] + IAT_GROUPS["bwd"], Rule("converted", "units; population std x sqrt(n/(n-1)); missing "
                                                               "where the direction has exactly 2 packets")),
     (PACKET_RATES, Rule("converted", "missing for zero-duration flows (the package writes 0)")),
-    (("Init_Win_bytes_backward",), Rule("converted", "the package keeps the LAST backward window: kept only "
-                                                      "for flows with at most one backward packet")),
     (LENGTHS, Rule("unavailable", "whole frame lengths (Ethernet, IP and TCP headers included), not payload; "
                                   "a bare SYN is 58 bytes where CICFlowMeter has 0")),
     (("Flow Bytes/s",), Rule("unavailable", "frame bytes per second, not payload")),
@@ -236,8 +242,11 @@ _SURICATA_RULES.update({f: Rule("unavailable", "Suricata's bytes_toserver/toclie
 
 
 _PCAP_RULES = _rules(
-    ((*HEADERS, *INIT_WINDOWS, "act_data_pkt_fwd", *SUBFLOWS, *ACTIVE_IDLE),
-     Rule("unavailable", "not among NFStream's statistics")),
+    ((*SUBFLOWS, *ACTIVE_IDLE), Rule("unavailable", "not among NFStream's statistics")),
+    ((*HEADERS, *INIT_WINDOWS, "act_data_pkt_fwd"),
+     Rule("converted", "read from each packet's TCP/UDP header by moe_ids.client.pcap_flows.TcpHeaderFields, as "
+                       "CICFlowMeter's BasicFlow does (backward window: the last backward packet's); missing for "
+                       "other protocols")),
     ((*TIMES,), Rule("converted", "NFStream's milliseconds x 1000; missing where the span is under 1 ms (written 0)")),
     (("Flow Bytes/s", *PACKET_RATES), Rule("converted", "totals / the millisecond duration; missing under 1 ms")),
     (("Packet Length Variance",), Rule("converted", "bidirectional_stddev_ps squared")),
@@ -257,7 +266,9 @@ PROFILES: dict[str, ExtractorProfile] = {p.name: p for p in (
     ExtractorProfile("cicflowmeter-python", "the `cicflowmeter` Python package (snake_case columns, any version)",
                      _PYTHON_RULES, _python_values,
                      notes=("Flows are keyed and timed out differently from CICFlowMeter: a lone reply can be a "
-                            "flow of its own.",)),
+                            "flow of its own.",
+                            "Its windows mean CICFlowMeter's: the first forward window (the first non-zero one, which "
+                            "differs only for a flow opened by a zero-window packet) and the last backward one.")),
     ExtractorProfile("zeek", "Zeek conn.log records (moe_ids.client.from_zeek_conn)",
                      _record_rules(_ZEEK_AVAILABLE, "not in conn.log (per-packet detail)"), record_based=True),
     ExtractorProfile("suricata", "Suricata eve.json flow events (moe_ids.client.from_suricata_flow)",

@@ -117,7 +117,8 @@ class Baseline:
 
 
 def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ...] = DEFAULT_MISSING,
-             seed: int = 2017, with_baseline: bool = True, extractor: str | None = None) -> dict:
+             seed: int = 2017, with_baseline: bool = True, extractor: str | None = None,
+             withhold: tuple[str, ...] = ()) -> dict:
     """The full report: per missing fraction, the MoE's and the baseline's figures; with every feature present,
     the same per extraction and per source file, with the trust columns."""
     from moe_ids.model.prediction import predict_numpy
@@ -128,7 +129,13 @@ def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ..
     pre = Preprocessor(artifacts.load_stats(model_dir))
     baseline = Baseline(seed).fit(corpus.subset(train_idx)) if with_baseline else None
     d = eval_set.data
+    if withhold:  # scored as a client that withholds them sends them: missing, for both models
+        from moe_ids.client.features import withhold_columns
+        from moe_ids.core.schema import FEATURE_NAMES
+
+        d.features = withhold_columns(d.features, FEATURE_NAMES, withhold).astype(np.float64)
     result: dict = {"model_dir": str(model_dir), "evaluated_on": eval_set.description, "flows": int(len(d.binary)),
+                    "withheld": list(withhold),
                     "missing": [], "baseline": {"name": "HistGradientBoostingClassifier", "missing": []}}
     for i, frac in enumerate(missing):
         x = _drop(d.features, frac, seed + i)

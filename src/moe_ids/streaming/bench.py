@@ -28,6 +28,14 @@ from .nats_server import NatsServer
 from .publisher import Publisher, PublishSettings, publish_file
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and their descendants, so far."""
+    from moe_ids.triton.ops import procfs
+
+    stats = (procfs.stat(p) for pid in pids for p in procfs.process_tree(pid))
+    return sum(s.cpu_seconds for s in stats if s is not None)
+
+
 def bench_flows(n: int, path: Path) -> Path:
     """N real flows of the bundled corpus (repeated when N is larger), as a CSV ``moe-ids score`` reads."""
     from moe_ids.data.loading import default_training_csv, load_flows
@@ -43,15 +51,24 @@ def _moe_ids(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def score_rate(path: Path, triton_url: str, out: Path) -> float:
-    """flows/s of ``moe-ids score`` on the file, as its summary reports it."""
+def score_rate(path: Path, triton_url: str, out: Path, triton_pid: int | None = None) -> tuple[float, dict[str, float]]:
+    """flows/s of ``moe-ids score`` on the file, as its summary reports it, and the CPU microseconds per flow of
+    the client (start-up and CSV reading included) and of tritonserver."""
+    import resource
+
+    client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = cpu_seconds([triton_pid or 0])
     done = _moe_ids("score", str(path), "-o", str(out), "--url", triton_url, "-q")
+    client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (client_after.ru_utime + client_after.ru_stime) - (client_before.ru_utime + client_before.ru_stime)
+    server = cpu_seconds([triton_pid or 0]) - server_before
     if done.returncode != 0:
         raise RuntimeError(f"moe-ids score failed: {done.stderr[-2000:]}")
     match = re.search(r"scored (\d+) flows in ([\d.]+) s", done.stderr)
     if not match:
         raise RuntimeError(f"unexpected moe-ids score summary: {done.stderr[-500:]}")
-    return int(match.group(1)) / float(match.group(2))
+    n = int(match.group(1))
+    return n / float(match.group(2)), {"moe-ids score": client / n * 1e6, "tritonserver": server / n * 1e6}
 
 
 async def stored(url: str, stream: str) -> list[tuple[dict[str, Any], float]]:
@@ -109,19 +126,26 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def throughput_run(n_workers: int, flows: Path, n: int, triton_url: str, root: Path) -> float:
-    """Publish N flows, then let ``n_workers`` drain them; flows/s between the first and last verdict."""
+def throughput_run(n_workers: int, flows: Path, n: int, triton_pid: int | None,
+                   triton_url: str, root: Path) -> tuple[float, dict[str, float]]:
+    """Publish N flows, then let ``n_workers`` drain them: flows/s between the first and last verdict, and the CPU
+    microseconds per flow each part spent while they drained (workers, nats-server, tritonserver): on shared
+    cores the throughput is whatever the sum of those allows."""
     with NatsServer(root / f"js-{n_workers}", port=_free(), monitor_port=_free(),
                     log_path=root / f"nats-{n_workers}.log") as nats_server:
         asyncio.run(publish_file(flows, PublishSettings(nats_url=nats_server.url)))
+        servers = {"nats-server": [nats_server.pid or 0], "tritonserver": [triton_pid or 0]}
+        before = {name: cpu_seconds(pids) for name, pids in servers.items()}
         procs = start_workers(n_workers, nats_server.url, triton_url, root)
         try:
             wait_for(lambda: asyncio.run(stream_count(nats_server.url, topology.VERDICTS)) >= n, 900,
                      f"{n} verdicts with {n_workers} workers")
+            used = {"workers": cpu_seconds([p.pid for p in procs]),  # start-up included: a small overcount
+                    **{name: cpu_seconds(pids) - before[name] for name, pids in servers.items()}}
         finally:
             stop_workers(procs)
         times = sorted(t for _, t in asyncio.run(stored(nats_server.url, topology.VERDICTS)))
-    return (len(times) - 1) / max(1e-9, times[-1] - times[0])
+    return (len(times) - 1) / max(1e-9, times[-1] - times[0]), {k: v / n * 1e6 for k, v in used.items()}
 
 
 async def paced(url: str, features: pd.DataFrame, rate: float, seconds: float) -> int:
@@ -163,6 +187,10 @@ def latency_run(rate: float, seconds: float, flows: Path, triton_url: str, root:
             "p99_ms": float(np.percentile(latencies, 99) * 1000)}
 
 
+def _cpu_line(cpu: dict[str, float]) -> str:
+    return "      CPU per flow: " + ", ".join(f"{name} {us:.0f} us" for name, us in cpu.items())
+
+
 def _free() -> int:
     from moe_ids.triton.ops.server import free_port
 
@@ -183,20 +211,24 @@ def run_stream_bench(n: int, worker_counts: list[int], latency_seconds: float, j
             began = time.monotonic()
             print(f"stream bench: {n} real flows, tritonserver {triton.grpc_url}, fresh nats-server per run",
                   flush=True)
-            baseline = score_rate(flows, triton.grpc_url, root / "scored.csv")
+            baseline, score_cpu = score_rate(flows, triton.grpc_url, root / "scored.csv", triton.pid)
             print(f"  moe-ids score (baseline)       {baseline:10,.0f} flows/s", flush=True)
+            print(_cpu_line(score_cpu), flush=True)
             rates: dict[int, float] = {}
+            cpu: dict[int, dict[str, float]] = {}
             for workers in worker_counts:
-                rates[workers] = throughput_run(workers, flows, n, triton.grpc_url, root)
+                rates[workers], cpu[workers] = throughput_run(workers, flows, n, triton.pid, triton.grpc_url, root)
                 print(f"  stream, {workers} worker(s)            {rates[workers]:10,.0f} flows/s   "
                       f"{rates[workers] / baseline:5.2f} x score   (at {time.monotonic() - began:.0f} s)", flush=True)
+                print(_cpu_line(cpu[workers]), flush=True)
             reference = rates.get(2, max(rates.values()))
             latency = latency_run(0.5 * reference, latency_seconds, flows, triton.grpc_url, root)
             print(f"  end to end at {latency['rate']:,.0f} flows/s (half of 2 workers' rate), 2 workers: "
                   f"p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms over {latency['flows']:.0f} flows",
                   flush=True)
     figures = {"flows": n, "score_flows_per_s": baseline, "stream_flows_per_s": rates,
-               "ratio_to_score": {w: r / baseline for w, r in rates.items()}, "latency": latency}
+               "ratio_to_score": {w: r / baseline for w, r in rates.items()},
+               "cpu_us_per_flow": {"score": score_cpu, **cpu}, "latency": latency}
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2))
     return 0

@@ -63,6 +63,7 @@ class WorkerSettings:
     progress_s: float = 10.0  # a progress line on stderr this often (0 = none)
     idle_exit_s: float | None = None  # stop when nothing arrived for this long and the consumer is drained
     max_runtime_s: float | None = None
+    withhold: tuple[str, ...] = ()  # features always sent as missing (the SDK's ``withhold``)
 
 
 class ScorerWorker:
@@ -75,7 +76,7 @@ class ScorerWorker:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
         self.client = AsyncMoEClient(settings.triton_url, protocol=settings.protocol, model_name=settings.model_name,
-                                     timeout=settings.request_timeout_s, retries=0)
+                                     timeout=settings.request_timeout_s, retries=0, withhold=settings.withhold)
         self._stopping = asyncio.Event()
         self._last_message = time.monotonic()
         self._nc: Any = None
