@@ -123,7 +123,7 @@ def test_withheld_features_become_missing_and_unknown_names_are_refused(real_row
     cols = [FEATURE_NAMES.index(f) for f in HOST_TCP_FEATURES]
     assert np.isfinite(x[:, cols]).any() and np.isnan(held[:, cols]).all()
     others = np.setdiff1d(np.arange(len(FEATURE_NAMES)), cols)
-    np.testing.assert_array_equal(held[:, others], x[:, others])  # nothing else touched, the input not modified
-    assert np.isfinite(x[:, cols]).any()
+    np.testing.assert_array_equal(held[:, others], x[:, others])  # nothing else touched
+    assert np.isfinite(x[:, cols]).any() and held.dtype == x.dtype  # the input not modified, its dtype kept
     with pytest.raises(InvalidInputError, match="Init Win"):
         check_withheld(["Init Win"])

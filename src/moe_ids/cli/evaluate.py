@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from moe_ids.cli.extractors import add_withhold_argument, withheld_features
+
 
 def parse_fractions(text: str) -> tuple[float, ...]:
     try:
@@ -28,9 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", type=Path, default=None, help="write a reliability + tolerance plot (PNG)")
     p.add_argument("--seed", type=int, default=2017)
-    p.add_argument("--withhold-host-features", action="store_true",
-                   help="score with the hosts' TCP parameters sent as missing, as `moe-ids score "
-                        "--withhold-host-features` does (for flows of another network)")
+    add_withhold_argument(p)
     p.add_argument("--extractor", default=None,
                    help="extractor profile of --data (default: detected from its columns; see `moe-ids extractors`)")
     p.add_argument("--leave-one-out", action="store_true",
@@ -48,13 +48,12 @@ def run(args: argparse.Namespace) -> int:
 
     from moe_ids.core.artifacts import default_model_dir
     from moe_ids.data.corpus import load_corpus
-    from moe_ids.data.extractors import HOST_TCP_FEATURES
     from moe_ids.model.evaluation import evaluate, format_report, leave_one_out, plot_report
 
     missing = args.missing if isinstance(args.missing, tuple) else parse_fractions(args.missing)
     result = evaluate(args.model_dir or default_model_dir(), args.data, missing, args.seed,
                       with_baseline=not args.no_baseline, extractor=args.extractor,
-                      withhold=HOST_TCP_FEATURES if args.withhold_host_features else ())
+                      withhold=withheld_features(args))
     left_out = list(args.leave_out)
     if args.leave_one_out:
         left_out += [e for e in sorted(set(np.unique(load_corpus().extraction).tolist())) if e not in left_out]

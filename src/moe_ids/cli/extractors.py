@@ -6,6 +6,21 @@ import argparse
 import json
 
 
+def add_withhold_argument(p: argparse.ArgumentParser) -> None:
+    """``--withhold-host-features``, the same for every command that scores flows."""
+    p.add_argument("--withhold-host-features", action="store_true",
+                   help="send the TCP parameters a host chooses (initial windows, minimum forward header) as "
+                        "missing: for flows of a network other than CIC-IDS2017's lab, whose hosts' values would "
+                        "steer verdicts (see the README's figures)")
+
+
+def withheld_features(args: argparse.Namespace) -> tuple[str, ...]:
+    """The features ``--withhold-host-features`` sends as missing (none without it)."""
+    from moe_ids.data.extractors import HOST_TCP_FEATURES
+
+    return HOST_TCP_FEATURES if getattr(args, "withhold_host_features", False) else ()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extractors", help="list the extractor profiles: per feature same / converted / unavailable")
     p.add_argument("name", nargs="?", default=None, help="one profile (default: all)")

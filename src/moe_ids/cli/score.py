@@ -16,8 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from moe_ids.cli.extractors import add_withhold_argument, withheld_features
 from moe_ids.core.preprocessing import STRATEGIES
-from moe_ids.data.extractors import AUTO, COLUMN_EXTRACTORS, DEFAULT_PROFILE, HOST_TCP_FEATURES
+from moe_ids.data.extractors import AUTO, COLUMN_EXTRACTORS, DEFAULT_PROFILE
 from moe_ids.data.extractors import RECORD_EXTRACTORS as SENSOR_KINDS
 
 
@@ -28,10 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--extractor", default=AUTO, choices=(AUTO, *COLUMN_EXTRACTORS, *SENSOR_KINDS),
                    help="what wrote the file, so its values are converted into the model's semantics (default: "
                         "detected from its content and column names; see `moe-ids extractors`)")
-    p.add_argument("--withhold-host-features", action="store_true",
-                   help="send the TCP parameters a host chooses (initial windows, minimum forward header) as "
-                        "missing: for flows of a network other than CIC-IDS2017's lab, whose hosts' values "
-                        "would steer verdicts (see the README's figures)")
+    add_withhold_argument(p)
     p.add_argument("--output", "-o", type=Path, required=True, help="CSV to write")
     p.add_argument("--url", default=None, help="server host:port (default: 127.0.0.1 and the protocol's port)")
     p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
@@ -63,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     # retries=0: score_chunk's deadline-bounded loop is the one retry policy of a run, not a layer on top
     kwargs: dict[str, Any] = {"protocol": args.protocol, "timeout": args.timeout, "retries": 0,
                               "concurrency": args.concurrency, "unknown": "ignore",
-                              "withhold": HOST_TCP_FEATURES if args.withhold_host_features else ()}
+                              "withhold": withheld_features(args)}
     if args.model:
         kwargs["model_name"] = args.model
     client = MoEClient(args.url, **kwargs)

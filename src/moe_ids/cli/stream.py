@@ -11,6 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from moe_ids.cli.extractors import add_withhold_argument, withheld_features
 from moe_ids.data.extractors import AUTO, COLUMN_EXTRACTORS, RECORD_EXTRACTORS
 
 
@@ -50,9 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--idle-exit", type=float, default=None,
                    help="stop after this many seconds without flows once the consumer is drained")
     p.add_argument("--max-runtime", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--withhold-host-features", action="store_true",
-                   help="score every flow with its hosts' TCP parameters (initial windows, minimum forward header) "
-                        "as missing, as `moe-ids score --withhold-host-features` does")
+    add_withhold_argument(p)
     p.set_defaults(func=run_worker)
 
     actions = p.add_subparsers(dest="stream_command")
@@ -87,7 +86,6 @@ def add_nats(p: argparse.ArgumentParser) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from moe_ids.data.extractors import HOST_TCP_FEATURES
     from moe_ids.streaming import topology
     from moe_ids.streaming.worker import ScorerWorker, WorkerSettings
 
@@ -102,7 +100,7 @@ def run_worker(args: argparse.Namespace) -> int:
             alert_review=args.alert_review, max_deliveries=args.max_deliveries, metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
             progress_s=args.progress, idle_exit_s=args.idle_exit, max_runtime_s=args.max_runtime,
-            withhold=HOST_TCP_FEATURES if args.withhold_host_features else (),
+            withhold=withheld_features(args),
             topology=topology.TopologySettings(replicas=args.replicas, duplicate_window_s=args.duplicate_window,
                                                ack_wait_s=args.ack_wait))
         worker = ScorerWorker(settings)

@@ -109,9 +109,9 @@ def withhold_columns(x: np.ndarray, feature_names: Sequence[str], withhold: Sequ
     """The FEATURES tensor with the withheld features set to NaN (missing), as the server then imputes them."""
     if not withhold:
         return x
-    cols = [i for i, name in enumerate(feature_names) if name in set(withhold)]
-    x = np.array(x, dtype=np.float32, copy=True)
-    x[:, cols] = np.nan
+    held = set(withhold)
+    x = np.array(x, copy=True)  # the caller's array stays as it was; its dtype too
+    x[:, [i for i, name in enumerate(feature_names) if name in held]] = np.nan
     return x
 
 

@@ -166,10 +166,9 @@ def flows_to_features(f: pd.DataFrame) -> pd.DataFrame:
             values[f"{name} IAT {stat}"] = (f[f"{prefix}_{column}_piat_ms"] * us).where(known | ~several)
         if name != "Flow":
             values[f"{name} IAT Total"] = (f[span] * us).where(known | ~several)
-    known = f["udps.tcp_fields_known"].astype(bool) if "udps.tcp_fields_known" in f else None
+    tcp_known = f["udps.tcp_fields_known"].astype(bool)  # the TcpHeaderFields plugin's columns
     for name, column in TCP_FIELDS.items():
-        if known is not None:
-            values[name] = pd.to_numeric(f[f"udps.{column}"], errors="coerce").where(known)
+        values[name] = pd.to_numeric(f[f"udps.{column}"], errors="coerce").where(tcp_known)
     for name, series in values.items():
         out[name] = pd.to_numeric(series, errors="coerce").astype(np.float64)
     unavailable = list(get_profile("pcap").unavailable)

@@ -133,7 +133,7 @@ def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ..
         from moe_ids.client.features import withhold_columns
         from moe_ids.core.schema import FEATURE_NAMES
 
-        d.features = withhold_columns(d.features, FEATURE_NAMES, withhold).astype(np.float64)
+        d.features = withhold_columns(d.features, FEATURE_NAMES, withhold)
     result: dict = {"model_dir": str(model_dir), "evaluated_on": eval_set.description, "flows": int(len(d.binary)),
                     "withheld": list(withhold),
                     "missing": [], "baseline": {"name": "HistGradientBoostingClassifier", "missing": []}}
