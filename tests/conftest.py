@@ -41,3 +41,19 @@ def triton_serving() -> Callable[..., AbstractContextManager]:
 def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     with serving(tmp_path_factory.mktemp("triton"), layout="ensemble") as server:
         yield server
+
+
+@pytest.fixture
+def repeated_header_csv(tmp_path: Path) -> Callable[..., Path]:
+    """A real flow CSV written again with its header line repeated after row ``at``, as CSE-CIC-IDS2018's day
+    files have it where CSVs were concatenated."""
+    import gzip
+
+    def make(src: str | Path, at: int = 100) -> Path:
+        with gzip.open(src, "rt", encoding="utf-8", errors="replace") as fh:
+            lines = fh.readlines()
+        dst = tmp_path / f"repeated-header-{Path(src).name.removesuffix('.gz')}"
+        dst.write_text("".join(lines[:at + 1] + [lines[0]] + lines[at + 1:]))
+        return dst
+
+    return make

@@ -116,7 +116,7 @@ def test_flow_without_features_is_all_missing() -> None:
 
 def test_withheld_features_become_missing_and_unknown_names_are_refused(real_rows: pd.DataFrame) -> None:
     from moe_ids.client.features import check_withheld, withhold_columns
-    from moe_ids.data.extractors import HOST_TCP_FEATURES
+    from moe_ids.core.schema import HOST_TCP_FEATURES
 
     x = encode_frame(real_rows, FEATURE_NAMES)
     held = withhold_columns(x, FEATURE_NAMES, check_withheld(HOST_TCP_FEATURES))

@@ -45,6 +45,20 @@ def test_score_original_csv_row_for_row(triton_server, tmp_path: Path, capsys: p
     assert "scored 9998 flows" in summary and "flows/s" in summary and "agreement with the file's labels" in summary
 
 
+def test_score_skips_repeated_header_lines(triton_server, repeated_header_csv, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    """A header line repeated inside the file is not a flow: no verdict for it, every real row scored."""
+    out, reference = tmp_path / "scored.csv", tmp_path / "reference.csv"
+    assert main(["score", str(repeated_header_csv(WEDNESDAY_CSV, at=100)), "-o", str(out), "--url",
+                 triton_server.grpc_url, "-q", "--chunk-rows", "64"]) == 0
+    assert "skipped 1 rows that repeat the header line" in capsys.readouterr().err
+    assert main(["score", WEDNESDAY_CSV, "-o", str(reference), "--url", triton_server.grpc_url, "-q"]) == 0
+    scored, expected = pd.read_csv(out), pd.read_csv(reference)
+    assert len(scored) == 200 and scored["Label"].eq("BENIGN").all()
+    assert (scored["prediction"] == expected["prediction"]).all()
+    np.testing.assert_allclose(scored["prob_attack"], expected["prob_attack"], rtol=1e-6)
+
+
 def test_score_converts_another_extractor_and_writes_the_trust_columns(triton_server, tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture) -> None:
     """Real nmap SYN-scan flows written by the cicflowmeter Python package: detected through its profile."""
@@ -99,7 +113,7 @@ def test_score_a_packet_capture(triton_server, tmp_path: Path, capsys: pytest.Ca
 
 def test_withholding_host_features_scores_as_if_the_sensor_had_not_sent_them(triton_server, tmp_path: Path) -> None:
     """``--withhold-host-features`` equals scoring the same real flows with those columns absent."""
-    from moe_ids.data.extractors import HOST_TCP_FEATURES
+    from moe_ids.core.schema import HOST_TCP_FEATURES
 
     flows = load_flows(CORRECTED_CSV, nrows=400).features
     full, stripped = tmp_path / "full.csv", tmp_path / "stripped.csv"

@@ -18,6 +18,23 @@ from moe_ids.core.labels import FAMILIES, clean_label, encode, family_of
         ("Bot", "Botnet", "Botnet"),
         ("Heartbleed", "Heartbleed", "Heartbleed"),
         ("Infiltration", "Infiltration", "Infiltration"),
+        # CSE-CIC-IDS2018
+        ("Benign", "BENIGN", None),
+        ("FTP-BruteForce", "FTP-BruteForce", "BruteForce"),
+        ("SSH-Bruteforce", "SSH-Bruteforce", "BruteForce"),
+        ("Brute Force -Web", "Web Attack - Brute Force", "WebAttack"),
+        ("Brute Force -XSS", "Web Attack - XSS", "WebAttack"),
+        ("SQL Injection", "Web Attack - SQL Injection", "WebAttack"),
+        ("DoS attacks-Hulk", "DoS attacks-Hulk", "DoS"),
+        ("DoS attacks-SlowHTTPTest", "DoS attacks-SlowHTTPTest", "DoS"),
+        ("DDOS attack-HOIC", "DDOS attack-HOIC", "DDoS"),
+        ("DDoS attacks-LOIC-HTTP", "DDoS attacks-LOIC-HTTP", "DDoS"),
+        ("Infilteration", "Infiltration", "Infiltration"),
+        # CIC-DDoS2019
+        ("DrDoS_DNS", "DrDoS_DNS", "DDoS"),
+        ("UDP-lag", "UDP-lag", "DDoS"),
+        ("Syn", "Syn", "DDoS"),
+        ("WebDDoS", "WebDDoS", "DDoS"),
     ],
 )
 def test_clean_and_family(raw, clean, family):

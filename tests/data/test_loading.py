@@ -58,3 +58,11 @@ def test_corrected_release_labels_and_families():
 def test_detect_format():
     assert detect_format(["Flow Duration", "Total Fwd Packet"]) == "corrected"
     assert detect_format(["flow_duration"]) == "features"
+
+
+def test_repeated_header_lines_are_not_flows(repeated_header_csv):
+    src = ORIG / "orig_Wednesday_head200.csv.gz"
+    t = load_flows(repeated_header_csv(src, at=100))
+    reference = load_flows(src)
+    assert len(t) == 200 and t.labels.eq("BENIGN").all()
+    np.testing.assert_array_equal(t.features.to_numpy(), reference.features.to_numpy())

@@ -114,15 +114,18 @@ def test_leave_one_extraction_out_trains_without_it_and_tests_on_it(model_dir, c
 
 def test_withholding_host_features_on_another_networks_scan(model_dir, capsys):
     """The Python package's flows of an nmap scan across the Internet (2018 capture, not in training): with the
-    hosts' TCP parameters the model has only the CIC lab's to compare with; withheld, the scan is caught."""
-    from moe_ids.data.extractors import HOST_TCP_FEATURES
+    hosts' TCP parameters the model has only the CIC lab's to compare with and calls the scan Normal, but the
+    trust score's host view flags those verdicts; withheld, the scan is detected."""
+    from moe_ids.core.schema import HOST_TCP_FEATURES
 
     scan = str(bundled_data_dir() / "cicflowmeter-python" / "nmap_syn_scan.csv.gz")
-    caught = {}
+    caught, detected = {}, {}
     for extra in ([], ["--withhold-host-features"]):
         assert main(["evaluate", "--model-dir", str(model_dir), "--data", scan, "--missing", "0", "--no-baseline",
                      "--json", *extra]) == 0
         report = json.loads(capsys.readouterr().out)
         assert report["withheld"] == (list(HOST_TCP_FEATURES) if extra else [])
         caught[bool(extra)] = report["missing"][0]["trust"]["attacks_detected_or_flagged"]
-    assert caught[True] >= 0.9 > caught[False]
+        detected[bool(extra)] = report["missing"][0]["per_label_recall"]["PortScan"]["recall"]
+    assert caught[False] >= 0.9 and caught[True] >= 0.9
+    assert detected[True] >= 0.5 > 0.1 > detected[False]

@@ -74,8 +74,13 @@ def _numpy_trust(fitted: dict[str, np.ndarray], h: np.ndarray, values: np.ndarra
     return trust.combined_p_value(p_emb, p_in, fitted["combined_knots"])
 
 
-def _head(head: TrustScore, *arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    t, ood = head(*(torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in arrays))
+def _head(head: TrustScore, *arrays: np.ndarray, probs: np.ndarray | None = None,
+          host_free: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Trust and flag of the graph's head; the same verdict with and without the host parameters by default."""
+    n = len(arrays[0])
+    probs = np.tile([0.8, 0.2], (n, 1)) if probs is None else probs
+    host_free = probs if host_free is None else host_free
+    t, ood = head(*(torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in (*arrays, probs, host_free)))
     assert ood.dtype == torch.bool
     return t.numpy()[:, 0], ood.numpy()[:, 0]
 
@@ -88,6 +93,23 @@ def test_graph_trust_matches_numpy() -> None:
     t, ood = _head(head, q, values, missing)
     np.testing.assert_allclose(t, _numpy_trust(fitted, q, values, missing), atol=1e-4)
     np.testing.assert_array_equal(ood, t < 0.05)
+
+
+def test_a_verdict_that_flips_without_the_host_parameters_is_flagged_and_its_trust_capped() -> None:
+    rng = np.random.default_rng(3)
+    head, fitted = _fitted_head(rng)
+    familiar = np.zeros((4, 6))
+    values, missing = np.zeros((4, 4)), np.zeros((4, 4))
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.2, 0.8], [0.45, 0.55]])
+    host_free = np.array([[0.3, 0.7], [0.6, 0.4], [0.7, 0.3], [0.55, 0.45]])  # flips, holds, flips, flips
+    t, ood = _head(head, familiar, values, missing, probs=probs, host_free=host_free)
+    base, base_ood = _head(head, familiar, values, missing)
+    assert not base_ood.any() and (base > 0.3).all()
+    np.testing.assert_array_equal(ood, [True, False, True, True])
+    np.testing.assert_allclose(t, np.minimum(base, [0.4, 1.0, 0.5, 0.9]), atol=1e-6)
+    expected_t, expected_ood = trust.host_view(_numpy_trust(fitted, familiar, values, missing), probs, host_free, 0.05)
+    np.testing.assert_allclose(t, expected_t, atol=1e-4)
+    np.testing.assert_array_equal(ood, expected_ood)
 
 
 def test_a_flow_far_from_the_training_inputs_is_flagged_though_its_embedding_is_familiar() -> None:

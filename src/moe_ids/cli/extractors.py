@@ -16,7 +16,7 @@ def add_withhold_argument(p: argparse.ArgumentParser) -> None:
 
 def withheld_features(args: argparse.Namespace) -> tuple[str, ...]:
     """The features ``--withhold-host-features`` sends as missing (none without it)."""
-    from moe_ids.data.extractors import HOST_TCP_FEATURES
+    from moe_ids.core.schema import HOST_TCP_FEATURES
 
     return HOST_TCP_FEATURES if getattr(args, "withhold_host_features", False) else ()
 

@@ -157,6 +157,8 @@ def format_summary(counts: dict[str, Any]) -> str:
         lines.append(f"agreement with the file's labels (Normal/Attack): {counts['agree'] / counts['labelled']:.2%}")
     if counts.get("skipped_events"):
         lines.append(f"skipped {counts['skipped_events']} events that are not flows")
+    if counts.get("skipped_header_rows"):
+        lines.append(f"skipped {counts['skipped_header_rows']} rows that repeat the header line")
     if counts["retries"]:
         lines.append(f"retried chunks: {counts['retries']}")
     return "\n".join(lines)

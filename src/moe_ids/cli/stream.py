@@ -140,6 +140,8 @@ def run_publish(args: argparse.Namespace) -> int:
         line += f", {counts['duplicates']} already in the stream (same ids)"
     if counts.get("skipped_events"):
         line += f", skipped {counts['skipped_events']} events that are not flows"
+    if counts.get("skipped_header_rows"):
+        line += f", skipped {counts['skipped_header_rows']} rows that repeat the header line"
     print(line, file=sys.stderr)
     return 0
 

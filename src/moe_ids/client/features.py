@@ -20,6 +20,7 @@ import pandas as pd
 from moe_ids.core.schema import (
     DROPPED_COLUMNS,
     FEATURE_NAMES,
+    HOST_TCP_FEATURES,
     IDENTIFIER_COLUMNS,
     INFINITY_WORDS,
     canonical_name,
@@ -100,7 +101,7 @@ def check_withheld(names: Sequence[str]) -> tuple[str, ...]:
     unknown = [n for n in chosen if n not in FEATURE_NAMES]
     if unknown:
         raise InvalidInputError(f"withhold: {unknown} are not model features; e.g. "
-                                f"moe_ids.data.extractors.HOST_TCP_FEATURES = {list(extractors.HOST_TCP_FEATURES)}",
+                                f"moe_ids.core.schema.HOST_TCP_FEATURES = {list(HOST_TCP_FEATURES)}",
                                 "withhold")
     return chosen
 

@@ -38,7 +38,8 @@ def file_kind(path: Path, extractor: str | None = AUTO) -> str | None:
 
 def read_flow_file(path: Path, extractor: str | None = AUTO, chunk_rows: int = 16384,
                    counts: dict[str, Any] | None = None) -> Iterator[Chunk]:
-    """The file's chunks; ``counts`` receives ``extractor`` and ``skipped_events`` (non-flow sensor events)."""
+    """The file's chunks; ``counts`` receives ``extractor``, ``skipped_events`` (non-flow sensor events) and
+    ``skipped_header_rows`` (a CSV's repeated header lines)."""
     counts = counts if counts is not None else {}
     kind = file_kind(path, extractor)
     if kind is not None:
@@ -48,7 +49,7 @@ def read_flow_file(path: Path, extractor: str | None = AUTO, chunk_rows: int = 1
 
 
 def _csv_chunks(path: Path, extractor: str | None, chunk_rows: int, counts: dict[str, Any]) -> Iterator[Chunk]:
-    from moe_ids.data.loading import frame_to_features
+    from moe_ids.data.loading import frame_to_features, repeated_header_rows
 
     header = [str(c).strip() for c in pd.read_csv(path, nrows=0).columns]
     profile = extractors.resolve(extractor, header)
@@ -59,6 +60,10 @@ def _csv_chunks(path: Path, extractor: str | None, chunk_rows: int, counts: dict
                          encoding_errors="replace")
     for chunk in reader:
         chunk.columns = [str(c).strip() for c in chunk.columns]
+        headers = repeated_header_rows(chunk)
+        if headers.any():
+            counts["skipped_header_rows"] = counts.get("skipped_header_rows", 0) + int(headers.sum())
+            chunk = chunk[~headers].reset_index(drop=True)
         features, _ = frame_to_features(chunk, profile.name)
         labels = chunk[label_col].reset_index(drop=True) if label_col is not None else None
         yield chunk[carried].reset_index(drop=True), features, labels

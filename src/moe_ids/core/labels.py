@@ -1,9 +1,12 @@
 """Label normalisation: raw CIC-IDS2017 labels to Normal/Attack and to attack families.
 
 Both releases spell labels differently (``Web Attack � Brute Force`` with a mangled dash in the original,
-``Portscan`` vs ``PortScan``, ``Bot`` vs ``Botnet``). Families group labels by the behaviour a detector sees:
-``Infiltration - Portscan`` in the corrected release is a port scan launched from an infiltrated host, so its
-flows are port-scan flows and belong to the PortScan family; the raw label is kept for per-label reports.
+``Portscan`` vs ``PortScan``, ``Bot`` vs ``Botnet``), and the data sets a user scores next to it spell the same
+attacks their own way: CSE-CIC-IDS2018 writes ``FTP-BruteForce``, ``Brute Force -XSS``, ``DoS attacks-Hulk`` and
+``Infilteration``, CIC-DDoS2019 names each reflection attack (``DrDoS_DNS``, ``UDP-lag``). Families group labels
+by the behaviour a detector sees: ``Infiltration - Portscan`` in the corrected release is a port scan launched
+from an infiltrated host, so its flows are port-scan flows and belong to the PortScan family; the raw label is
+kept for per-label reports.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ FAMILIES: tuple[str, ...] = (
 )
 
 _NORMAL = {"benign", "normal", "0"}
+# CIC-DDoS2019's attack labels: reflection and flooding DDoS of each protocol, in its CSVs' spellings
+_DDOS2019 = {"drdos_dns", "drdos_ldap", "drdos_mssql", "drdos_netbios", "drdos_ntp", "drdos_snmp", "drdos_ssdp",
+             "drdos_udp", "syn", "tftp", "udp-lag", "udplag", "webddos", "ldap", "mssql", "netbios", "portmap",
+             "udp"}
 
 
 def clean_label(raw: object) -> str:
@@ -54,6 +61,11 @@ def clean_label(raw: object) -> str:
         return "Web Attack - XSS"
     if low == "infiltration - portscan":
         return "Infiltration - Portscan"
+    if low == "infilteration":  # CSE-CIC-IDS2018's spelling
+        return "Infiltration"
+    if low in {"brute force - web", "brute force - xss", "sql injection"}:  # CSE-CIC-IDS2018's web attacks
+        return {"brute force - web": "Web Attack - Brute Force", "brute force - xss": "Web Attack - XSS",
+                "sql injection": "Web Attack - SQL Injection"}[low]
     return text
 
 
@@ -68,7 +80,7 @@ def family_of(label: str) -> str | None:
         return "DoS"
     if "portscan" in low:
         return "PortScan"
-    if "patator" in low:
+    if "patator" in low or low in {"ftp-bruteforce", "ssh-bruteforce"}:
         return "BruteForce"
     if low.startswith("web attack"):
         return "WebAttack"
@@ -78,6 +90,8 @@ def family_of(label: str) -> str | None:
         return "Infiltration"
     if low.startswith("heartbleed"):
         return "Heartbleed"
+    if low in _DDOS2019:
+        return "DDoS"
     return None
 
 

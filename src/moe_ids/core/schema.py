@@ -116,6 +116,13 @@ N_FEATURES: int = len(FEATURES)
 TABULAR_INDICES: tuple[int, ...] = tuple(i for i, f in enumerate(FEATURES) if f.group == "tabular")
 TEMPORAL_INDICES: tuple[int, ...] = tuple(i for i, f in enumerate(FEATURES) if f.group == "temporal")
 GROUP_NAMES: tuple[Group, ...] = ("tabular", "temporal")
+# What a host's TCP stack chooses (initial windows; the minimum forward header, i.e. its TCP options): they describe
+# the machines of the network the flows come from. The CIC lab's have their own (nmap's 1024, Kali's 29200), and
+# the model trained there leans on them; on another network's flows, the real values of its hosts (a SYN flood's
+# 512, a target answering with 64240) steer verdicts to Normal. The trust score's host view asks whether a verdict
+# rests on them (``moe_ids.model.network``); ``withhold`` (SDK; ``--withhold-host-features`` of score, stream and
+# evaluate) sends them as missing for such flows (figures in the README).
+HOST_TCP_FEATURES: tuple[str, ...] = ("Init_Win_bytes_forward", "Init_Win_bytes_backward", "min_seg_size_forward")
 EXPERT_LABELS: tuple[str, ...] = ("Tabular Expert", "Temporal Expert")
 # How extractors write a non-finite value in text (CICFlowMeter's rates of zero-duration flows): read as missing,
 # never as a number. CSV readers pass these to pandas' na_values; record encoders compare lower-cased text.

@@ -53,12 +53,6 @@ LENGTHS = (
     "Avg Fwd Segment Size", "Avg Bwd Segment Size",
 )
 HEADERS = ("Fwd Header Length", "Bwd Header Length", "min_seg_size_forward")
-# What a host's TCP stack chooses (initial windows; the minimum forward header, i.e. its TCP options): they describe
-# the machines of the network the flows come from. The CIC lab's have their own (nmap's 1024, Kali's 29200), and
-# the model trained there leans on them; on another network's flows, the real values of its hosts (a SYN flood's
-# 512, a target answering with 64240) steer verdicts to Normal. ``withhold`` (SDK; ``--withhold-host-features`` of
-# score, stream and evaluate) sends them as missing for such flows (figures in the README).
-HOST_TCP_FEATURES = ("Init_Win_bytes_forward", "Init_Win_bytes_backward", "min_seg_size_forward")
 ACTIVE_IDLE = ("Active Mean", "Active Std", "Active Max", "Active Min", "Idle Mean", "Idle Std", "Idle Max",
                "Idle Min")
 IAT_GROUPS: dict[str, tuple[str, ...]] = {

@@ -67,11 +67,30 @@ def frame_to_features(frame: pd.DataFrame, extractor: str | None = None) -> tupl
     return profile.convert(values.reindex(columns=list(FEATURE_NAMES))), unknown
 
 
+def repeated_header_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Rows that repeat the header line: not flows, and read as flows they would be all-missing rows with the
+    label "Label". CSE-CIC-IDS2018's day files hold thousands of them where CSVs were concatenated.
+
+    A row counts when at least half of its cells spell their column's name; only a column pandas read as text can
+    hold one, so a file without them costs one dtype check.
+    """
+    first = frame.columns[0] if len(frame.columns) else None
+    if first is None or pd.api.types.is_numeric_dtype(frame[first].dtype):
+        return np.zeros(len(frame), dtype=bool)
+    candidates = np.flatnonzero(frame[first].astype(str).str.strip().to_numpy() == str(first).strip())
+    out = np.zeros(len(frame), dtype=bool)
+    if len(candidates):
+        cells = frame.iloc[candidates].astype(str).apply(lambda col: col.str.strip() == str(col.name).strip())
+        out[candidates] = cells.sum(axis=1).to_numpy() * 2 >= len(frame.columns)
+    return out
+
+
 def load_flows(path: str | Path, nrows: int | None = None, extractor: str | None = None) -> FlowTable:
     """Read a flow CSV (optionally gzip) of any supported extractor into a FlowTable in the model's semantics."""
     frame = pd.read_csv(path, nrows=nrows, low_memory=False, na_values=list(INFINITY_SPELLINGS),
                         encoding_errors="replace")
     frame.columns = [str(c).strip() for c in frame.columns]
+    frame = frame[~repeated_header_rows(frame)].reset_index(drop=True)
     fmt = detect_format(list(frame.columns))
     profile = extractors.resolve(extractor, frame.columns)
     features, unknown = frame_to_features(frame, profile.name)

@@ -76,6 +76,13 @@ def gemm_to_matmul(model):
                 alpha = 1.0
             inits[b].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w), b))
             reshaped.add(b)
+        elif b in inits and trans_b:  # a weight two passes share (the trust score's host view): transposed once
+            name = f"{b}_transposed"
+            if name not in inits:
+                w = np.ascontiguousarray(numpy_helper.to_array(inits[b]).T)
+                graph.initializer.append(numpy_helper.from_array(w, name))
+                inits[name] = graph.initializer[-1]
+            b = name
         elif trans_b:
             new_nodes.append(helper.make_node("Transpose", [b], [f"{base}_Bt"], perm=[1, 0], name=f"{base}_TransB"))
             b = f"{base}_Bt"
@@ -101,6 +108,10 @@ def gemm_to_matmul(model):
             new_nodes.append(helper.make_node("Add", [mm_out, c], [out], name=f"{base}_Bias"))
     del graph.node[:]
     graph.node.extend(new_nodes)
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    unused = [t for t in graph.initializer if t.name not in used]  # shared weights now held transposed
+    for t in unused:
+        graph.initializer.remove(t)
     # Shape annotations of rewritten weights are stale (transposed); shape inference re-derives them.
     for field in (graph.value_info, graph.input):
         stale = [v for v in field if v.name in reshaped]

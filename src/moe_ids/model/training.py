@@ -32,7 +32,7 @@ from moe_ids.model.metrics import binary_report
 from moe_ids.model.network import MixtureOfExperts, MoEConfig
 from moe_ids.model.prediction import drop_features, embeddings, input_view, predict_numpy, to_tensors
 
-MODEL_VERSION = "1.1.0"
+MODEL_VERSION = "1.2.0"
 VALIDATION_MISSING = (0.0, 0.5, 0.75)
 
 
@@ -146,6 +146,8 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
         f"test {len(split['test'])}")
 
     model = MixtureOfExperts(MoEConfig())
+    all_missing, _, _ = pre.transform(np.full((1, N_FEATURES), np.nan), "median")
+    model.set_host_view(torch.from_numpy(all_missing[0]))  # the second pass sees them as a client withholding them
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     bin_weights = _class_weights(train_set.binary, 2, 1.0)
@@ -264,13 +266,16 @@ def calibrate_trust(model: MixtureOfExperts, pre: Preprocessor, train_set: Corpu
     head.alpha.fill_(cfg.trust_alpha)
     flagged = trust_mod.combined_p_value(trust_mod.trust_from_knots(val_d, knots),
                                          trust_mod.trust_from_knots(val_in, input_knots), combined) < cfg.trust_alpha
+    served = predict_numpy(model, pre, val_set.features)["ood"].astype(bool)  # with the host view's flips
     return {"method": "p-value of the smaller of two p-values against held-out validation flows: the min "
                       "class-conditional Mahalanobis distance on both experts' embeddings, and the distance of the "
                       f"scaled inputs to the nearest of {len(centroids)} k-means centroids of the training flows "
                       "over the observed features", "alpha": cfg.trust_alpha,
             "calibration_flows": int(len(val_d)), "fit_flows": int(len(x)),
             "input_fit_flows": int(len(train_set.features)),
-            "calibration_flagged_share": float(flagged.mean())}
+            "calibration_flagged_share": float(flagged.mean()),
+            "host_view": "also flagged when the verdict without the hosts' TCP parameters is the other class",
+            "calibration_flagged_share_with_host_view": float(served.mean())}
 
 
 def _dependency_versions() -> dict[str, str]:
