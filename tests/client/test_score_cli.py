@@ -129,6 +129,18 @@ def test_withholding_host_features_scores_as_if_the_sensor_had_not_sent_them(tri
     assert not np.allclose(held["prob_attack"], as_sent["prob_attack"])  # the values did count
 
 
+def test_score_suggests_withholding_for_another_networks_flows(triton_server, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """The Python package's flows of a scan across the Internet are mostly flagged: the summary says what to do."""
+    scan = "data/cicflowmeter-python/nmap_syn_scan.csv.gz"
+    hint = "better scored with --withhold-host-features"
+    for path, extra, expected in ((scan, [], True), (scan, ["--withhold-host-features"], False),
+                                  (WEDNESDAY_CSV, [], False)):
+        assert main(["score", path, "-o", str(tmp_path / "out.csv"), "--url", triton_server.grpc_url, "-q",
+                     *extra]) == 0
+        assert (hint in capsys.readouterr().err) == expected, (path, extra)
+
+
 def test_score_over_http_at_realtime_priority(triton_server, tmp_path: Path) -> None:
     out = tmp_path / "wednesday.csv"
     rc = main(["score", WEDNESDAY_CSV, "-o", str(out), "--url", triton_server.http_url, "--protocol", "http",

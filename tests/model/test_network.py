@@ -46,17 +46,20 @@ def test_the_second_pass_is_the_model_without_the_host_parameters(trained) -> No
     np.testing.assert_allclose(host_free, expected, atol=1e-5)
 
 
-def test_served_flags_are_the_familiarity_flags_or_a_flipped_verdict(trained) -> None:
+def test_served_flags_are_the_familiarity_flags_or_a_wide_flip(trained) -> None:
     model, pre = trained
     x = _flows()
     out = predict_numpy(model, pre, x, strategy="median")
     withheld = x.copy()
     withheld[:, [FEATURE_NAMES.index(f) for f in HOST_TCP_FEATURES]] = np.nan
     host_free = predict_numpy(model, pre, withheld, strategy="median")["probabilities"]
-    flips = out["probabilities"].argmax(1) != host_free.argmax(1)
-    assert flips[600:].mean() > 0.2 and flips[:600].mean() < 0.05  # the foreign scan, not the lab's flows
-    assert out["ood"][flips].all()
-    assert (out["trust"][flips] <= 1.0 - np.abs(out["probabilities"][flips, 1] - host_free[flips, 1]) + 1e-6).all()
-    unchanged = out["trust"][~flips]
-    _, ood = trust.host_view(unchanged, out["probabilities"][~flips], host_free[~flips], float(model.trust.alpha))
-    np.testing.assert_array_equal(out["ood"][~flips], ood)
+    change = trust.flip_change(out["probabilities"], host_free)
+    threshold = float(model.trust.host_change)
+    assert 0.0 <= threshold < 0.8
+    wide = change > threshold
+    assert wide[600:].mean() > 0.2 and wide[:600].mean() < 0.01  # the foreign scan, not the lab's flows
+    assert out["ood"][wide].all()
+    assert (out["trust"][wide] <= 1.0 - change[wide] + 1e-6).all()
+    _, ood = trust.host_view(out["trust"][~wide], out["probabilities"][~wide], host_free[~wide],
+                             float(model.trust.alpha), threshold)
+    np.testing.assert_array_equal(out["ood"][~wide], ood)

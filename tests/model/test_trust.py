@@ -110,6 +110,31 @@ def test_a_verdict_that_flips_without_the_host_parameters_is_flagged_and_its_tru
     expected_t, expected_ood = trust.host_view(_numpy_trust(fitted, familiar, values, missing), probs, host_free, 0.05)
     np.testing.assert_allclose(t, expected_t, atol=1e-4)
     np.testing.assert_array_equal(ood, expected_ood)
+    head.host_change.fill_(0.55)  # calibrated: only flips that move the attack probability by more than this
+    t, ood = _head(head, familiar, values, missing, probs=probs, host_free=host_free)
+    np.testing.assert_array_equal(ood, [True, False, False, False])
+    np.testing.assert_allclose(t, np.minimum(base, [0.4, 1.0, 1.0, 1.0]), atol=1e-6)
+    expected_t, expected_ood = trust.host_view(_numpy_trust(fitted, familiar, values, missing), probs, host_free, 0.05,
+                                               threshold=0.55)
+    np.testing.assert_allclose(t, expected_t, atol=1e-4)
+    np.testing.assert_array_equal(ood, expected_ood)
+
+
+def test_host_threshold_flags_the_stated_share_of_calibration_flows() -> None:
+    rng = np.random.default_rng(8)
+    probs = np.stack([p := rng.random(20_000), 1 - p], axis=1)
+    moved = np.clip(probs[:, 1] + rng.normal(scale=0.2, size=20_000), 0, 1)
+    host_free = np.stack([1 - moved, moved], axis=1)
+    changes = trust.flip_change(probs, host_free)
+    flips = probs.argmax(1) != host_free.argmax(1)
+    assert (changes[~flips] == 0).all() and (changes[flips] > 0).all()
+    threshold = trust.host_threshold(changes, 0.001)
+    assert np.mean(changes > threshold) <= 0.001 < np.mean(changes >= threshold * 0.9)
+    fresh_p = rng.random(200_000)
+    fresh_moved = np.clip(fresh_p + rng.normal(scale=0.2, size=200_000), 0, 1)
+    fresh = trust.flip_change(np.stack([1 - fresh_p, fresh_p], 1), np.stack([1 - fresh_moved, fresh_moved], 1))
+    assert abs(np.mean(fresh > threshold) - 0.001) < 0.0005  # on new flows like the calibration ones
+    assert trust.host_threshold(np.zeros(1000), 0.001) == 0.0  # nothing flips: every flip would be flagged
 
 
 def test_a_flow_far_from_the_training_inputs_is_flagged_though_its_embedding_is_familiar() -> None:

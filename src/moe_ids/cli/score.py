@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         client.close()
+    summary["withheld"] = bool(kwargs["withhold"])
     print(format_summary(summary), file=sys.stderr)
     return 0
 
@@ -141,6 +142,10 @@ def score_chunk(client: Any, features: Any, args: argparse.Namespace, counts: di
             counts["retries"] += 1
 
 
+# An out-of-distribution share this far above the calibrated 1% says the file is not the lab's traffic
+UNFAMILIAR_SHARE = 0.1
+
+
 def format_summary(counts: dict[str, Any]) -> str:
     flows, attacks, seconds = counts["flows"], counts["attacks"], counts.get("seconds", 0.0)
     share = attacks / flows if flows else 0.0
@@ -150,6 +155,10 @@ def format_summary(counts: dict[str, Any]) -> str:
     if counts.get("out_of_distribution"):
         ood = counts["out_of_distribution"]
         lines.append(f"out-of-distribution: {ood} ({ood / flows if flows else 0:.1%}) flows unlike the training data")
+        if ood >= UNFAMILIAR_SHARE * flows and not counts.get("withheld"):
+            lines.append("  most traffic like the training data is flagged at about 1%; flows of a network other than "
+                         "CIC-IDS2017's are better scored with --withhold-host-features (README, 'The lab's hosts "
+                         "are in the model')")
     if counts["families"]:
         top = ", ".join(f"{name} {n}" for name, n in counts["families"].most_common(3))
         lines.append(f"top families: {top}")

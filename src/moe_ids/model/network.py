@@ -99,10 +99,10 @@ class TrustScore(nn.Module):
     quantiles of the calibration set); ``trust`` is the share of calibration flows whose smaller p-value was
     smaller still, so trust is uniform on in-distribution flows and ``trust < alpha`` flags a fraction
     ``alpha`` of them: the stated false-alarm rate of ``out_of_distribution``.
-    Host view: when the verdict without the hosts' TCP parameters is the other class, the flow is also flagged
-    and its trust is at most 1 - the change in attack probability. On the lab's held-out flows that adds what
-    the verdicts that flip cost (0.1% of the corrected release, 1.5% of the original extraction); on another
-    network's captures it flags the flows the lab's host parameters talk into Normal.
+    Host view: when the verdict without the hosts' TCP parameters is the other class and the attack probability
+    moved by more than ``host_change`` (calibrated so that this flags ``HOST_ALPHA`` of the validation flows), the
+    flow is also flagged and its trust is at most 1 - that change. On another network's captures it flags the
+    flows the lab's host parameters talk into Normal.
     Everything is a buffer written by ``moe_ids.model.training.calibrate_trust``; it runs inside the ONNX graph.
     """
 
@@ -115,6 +115,7 @@ class TrustScore(nn.Module):
         self.register_buffer("input_knots", torch.linspace(0.0, 1.0, knots + 1))
         self.register_buffer("combined_knots", torch.linspace(0.0, 1.0, knots + 1))  # quantiles of min p-value
         self.register_buffer("alpha", torch.tensor(DEFAULT_ALPHA))
+        self.register_buffer("host_change", torch.tensor(0.0))  # flips by more than this are flagged
 
     def distance(self, embedding: torch.Tensor) -> torch.Tensor:
         z = embedding @ self.whitening
@@ -142,8 +143,9 @@ class TrustScore(nn.Module):
         trust = self._share_below(torch.minimum(p_embedding, p_input), self.combined_knots)
         flips = (probs.argmax(dim=1, keepdim=True) != host_free.argmax(dim=1, keepdim=True))
         change = torch.abs(probs[:, 1:2] - host_free[:, 1:2])
-        trust = torch.where(flips, torch.minimum(trust, 1.0 - change), trust)
-        return trust, (trust < self.alpha) | flips
+        flagged = flips & (change > self.host_change)
+        trust = torch.where(flagged, torch.minimum(trust, 1.0 - change), trust)
+        return trust, (trust < self.alpha) | flagged
 
 
 class MixtureOfExperts(nn.Module):

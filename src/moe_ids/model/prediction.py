@@ -50,6 +50,17 @@ def predict_numpy(model: MixtureOfExperts, pre: Preprocessor, x: np.ndarray,
 
 
 @torch.no_grad()
+def host_free_probabilities(model: MixtureOfExperts, pre: Preprocessor, x: np.ndarray,
+                            batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, probabilities without the hosts' TCP parameters) of raw features: the trust score's host
+    view, for its calibration."""
+    model.eval()
+    pairs = [model.verdicts(*to_tensors(pre, x[s:s + batch])) for s in range(0, len(x), batch)]
+    return (np.concatenate([p["probabilities"].numpy() for p in pairs]),
+            np.concatenate([p["host_free"].numpy() for p in pairs]))
+
+
+@torch.no_grad()
 def embeddings(model: MixtureOfExperts, pre: Preprocessor, x: np.ndarray, batch: int = 4096) -> np.ndarray:
     model.eval()
     return np.concatenate([model.embedding(*to_tensors(pre, x[s:s + batch])).numpy()

@@ -30,7 +30,14 @@ from moe_ids.data.extractors import ACTIVE_IDLE, PROFILES, TIMES
 from moe_ids.model import trust as trust_mod
 from moe_ids.model.metrics import binary_report
 from moe_ids.model.network import MixtureOfExperts, MoEConfig
-from moe_ids.model.prediction import drop_features, embeddings, input_view, predict_numpy, to_tensors
+from moe_ids.model.prediction import (
+    drop_features,
+    embeddings,
+    host_free_probabilities,
+    input_view,
+    predict_numpy,
+    to_tensors,
+)
 
 MODEL_VERSION = "1.2.0"
 VALIDATION_MISSING = (0.0, 0.5, 0.75)
@@ -57,6 +64,7 @@ class TrainConfig:
     time_scale_fraction: float = 0.25
     time_scale_range: tuple[float, float] = (0.5, 2.0)
     trust_alpha: float = trust_mod.DEFAULT_ALPHA
+    host_alpha: float = trust_mod.HOST_ALPHA  # share of validation flows the trust score's host view flags
     exclude_extractions: tuple[str, ...] = ()  # leave-one-extraction-out: train without these profiles' rows
 
 
@@ -266,7 +274,9 @@ def calibrate_trust(model: MixtureOfExperts, pre: Preprocessor, train_set: Corpu
     head.alpha.fill_(cfg.trust_alpha)
     flagged = trust_mod.combined_p_value(trust_mod.trust_from_knots(val_d, knots),
                                          trust_mod.trust_from_knots(val_in, input_knots), combined) < cfg.trust_alpha
-    served = predict_numpy(model, pre, val_set.features)["ood"].astype(bool)  # with the host view's flips
+    changes = trust_mod.flip_change(*host_free_probabilities(model, pre, val_set.features))
+    head.host_change.fill_(trust_mod.host_threshold(changes, cfg.host_alpha))
+    served = predict_numpy(model, pre, val_set.features)["ood"].astype(bool)  # with the host view's flags
     return {"method": "p-value of the smaller of two p-values against held-out validation flows: the min "
                       "class-conditional Mahalanobis distance on both experts' embeddings, and the distance of the "
                       f"scaled inputs to the nearest of {len(centroids)} k-means centroids of the training flows "
@@ -274,7 +284,10 @@ def calibrate_trust(model: MixtureOfExperts, pre: Preprocessor, train_set: Corpu
             "calibration_flows": int(len(val_d)), "fit_flows": int(len(x)),
             "input_fit_flows": int(len(train_set.features)),
             "calibration_flagged_share": float(flagged.mean()),
-            "host_view": "also flagged when the verdict without the hosts' TCP parameters is the other class",
+            "host_view": "also flagged when the verdict without the hosts' TCP parameters is the other class and "
+                         "the attack probability moved by more than host_change",
+            "host_alpha": cfg.host_alpha, "host_change": float(head.host_change),
+            "validation_flips": float(np.mean(changes > 0)),
             "calibration_flagged_share_with_host_view": float(served.mean())}
 
 
