@@ -69,6 +69,8 @@ def test_evaluate_reports_each_extraction_and_source_with_the_trust_columns(mode
     assert report["missing"][0]["extraction_macro_f1"]["cicflowmeter"] == extractions["cicflowmeter"]["macro_f1"]
     trust = report["missing"][0]["trust"]
     assert trust["out_of_distribution_share"] <= 0.02  # calibrated at 1% on the validation split
+    assert 0.0 <= trust["host_view_share"] <= 0.005  # and the host view at 0.1% more
+    assert all(e["host_view_share"] <= 0.01 for e in extractions.values())
     assert trust["trusted_macro_f1"] >= report["missing"][0]["binary"]["macro_f1"] - 0.001
     assert {"machinelearningcve_stratified12k.csv.gz", "flows.csv.gz"} <= set(report["by_source"])
     wednesday = report["by_source"]["orig_Wednesday_head200.csv.gz"]
@@ -127,5 +129,7 @@ def test_withholding_host_features_on_another_networks_scan(model_dir, capsys):
         assert report["withheld"] == (list(HOST_TCP_FEATURES) if extra else [])
         caught[bool(extra)] = report["missing"][0]["trust"]["attacks_detected_or_flagged"]
         detected[bool(extra)] = report["missing"][0]["per_label_recall"]["PortScan"]["recall"]
+        host = report["missing"][0]["trust"]["host_view_share"]
+        assert (host > 0.5) if not extra else (host == 0.0)  # withheld, both passes are the same
     assert caught[False] >= 0.9 and caught[True] >= 0.9
     assert detected[True] >= 0.5 > 0.1 > detected[False]

@@ -144,7 +144,7 @@ def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ..
                                              out["family"].argmax(1))}
         entry["gating_mean"] = {"tabular": float(out["gating"][:, 0].mean()),
                                 "temporal": float(out["gating"][:, 1].mean())}
-        entry["trust"] = trust_report(d.binary, out["probabilities"][:, 1], out["ood"])
+        entry["trust"] = trust_report(d.binary, out["probabilities"][:, 1], out["ood"], out["host_flagged"])
         entry["extraction_macro_f1"] = {ex: g["macro_f1"] for ex, g in
                                         grouped_report(d, d.extraction, out, None).items() if g["macro_f1"] is not None}
         result["missing"].append(entry)
@@ -161,9 +161,11 @@ def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ..
     return result
 
 
-def trust_report(y_bin: np.ndarray, p_attack: np.ndarray, ood: np.ndarray) -> dict:
-    """Share flagged out-of-distribution, figures of the trusted flows, and how many attacks were caught either
-    way (detected, or at least flagged as unfamiliar)."""
+def trust_report(y_bin: np.ndarray, p_attack: np.ndarray, ood: np.ndarray,
+                 host_flagged: np.ndarray | None = None) -> dict:
+    """Share flagged out-of-distribution (and of it, by the host view: verdicts that rest on the hosts' TCP
+    parameters, the sign of another network's flows), figures of the trusted flows, and how many attacks were
+    caught either way (detected, or at least flagged as unfamiliar)."""
     pred = (p_attack >= 0.5).astype(np.int64)
     trusted = ~np.asarray(ood, dtype=bool)
     attacks = y_bin == 1
@@ -174,6 +176,7 @@ def trust_report(y_bin: np.ndarray, p_attack: np.ndarray, ood: np.ndarray) -> di
         "trusted_macro_f1": binary_report(y_bin[trusted], pred[trusted])["macro_f1"] if both else None,
         "trusted_accuracy": float(np.mean(pred[trusted] == y_bin[trusted])) if trusted.any() else None,
         "attacks_detected_or_flagged": float(((pred == 1) | ~trusted)[attacks].mean()) if attacks.any() else None,
+        "host_view_share": float(np.mean(host_flagged)) if host_flagged is not None and len(trusted) else None,
     }
 
 
@@ -198,7 +201,7 @@ def grouped_report(d: Corpus, groups: np.ndarray, out: dict[str, np.ndarray],
         entry = {"flows": int(rows.sum()), "attacks": int(y.sum()),
                  "accuracy": float(np.mean(pred[rows] == y)),
                  "macro_f1": binary_report(y, pred[rows])["macro_f1"] if both else None,
-                 "families": recall, **trust_report(y, p_attack[rows], out["ood"][rows])}
+                 "families": recall, **trust_report(y, p_attack[rows], out["ood"][rows], out["host_flagged"][rows])}
         if baseline_p is not None:
             base = (baseline_p[rows] >= 0.5).astype(np.int64)
             entry["baseline_accuracy"] = float(np.mean(base == y))
@@ -238,8 +241,8 @@ def leave_one_out(extraction: str, seed: int = 2017, epochs: int | None = None, 
 
 
 def format_groups(title: str, groups: dict[str, dict]) -> list[str]:
-    header = (f"{'':<42} {'flows':>6} {'acc':>6} {'macroF1':>7} {'OOD':>6} {'trustF1':>7} {'caught':>6} | "
-              f"{'GBT acc':>7} {'GBT F1':>7}")
+    header = (f"{'':<42} {'flows':>6} {'acc':>6} {'macroF1':>7} {'OOD':>6} {'host':>6} {'trustF1':>7} "
+              f"{'caught':>6} | {'GBT acc':>7} {'GBT F1':>7}")
     lines = ["", title, header]
 
     def num(v: float | None) -> str:
@@ -247,7 +250,8 @@ def format_groups(title: str, groups: dict[str, dict]) -> list[str]:
 
     for name, g in groups.items():
         lines.append(f"{name[:42]:<42} {g['flows']:>6} {num(g['accuracy']):>6} {num(g['macro_f1']):>7} "
-                     f"{g['out_of_distribution_share']:>6.3f} {num(g['trusted_macro_f1']):>7} "
+                     f"{g['out_of_distribution_share']:>6.3f} {num(g.get('host_view_share')):>6} "
+                     f"{num(g['trusted_macro_f1']):>7} "
                      f"{num(g['attacks_detected_or_flagged']):>6} | {num(g.get('baseline_accuracy')):>7} "
                      f"{num(g.get('baseline_macro_f1')):>7}")
         for fam, r in g["families"].items():
@@ -284,7 +288,9 @@ def format_report(result: dict) -> str:
         f1 = "-" if t["trusted_macro_f1"] is None else f"{t['trusted_macro_f1']:.4f}"
         lines.append(f"  missing {e['fraction']:.2f}: out-of-distribution {t['out_of_distribution_share']:.4f}, "
                      f"trusted macro-F1 {f1} ({t['trusted_flows']} flows)")
-    lines += ["", "(caught: share of attacks detected or flagged out-of-distribution; macroF1 '-' where the group "
+    lines += ["", "(host: share flagged by the trust score's host view, whose verdict rests on the hosts' TCP "
+              "parameters; a large share says the flows are another network's: try --withhold-host-features. "
+              "caught: share of attacks detected or flagged out-of-distribution; macroF1 '-' where the group "
               "holds one class)"]
     lines += format_groups("Per extraction (all features):", result.get("by_extraction", {}))
     lines += format_groups("Per source file (all features):", result.get("by_source", {}))

@@ -272,12 +272,22 @@ class MixtureOfExperts(nn.Module):
                 "family": torch.softmax(self.family_head(mixed), dim=1), "e_tab": e_tab, "e_tmp": e_tmp,
                 "host_free": self.host_free(tabular, temporal, mask, e_tmp, expert_pre, gate_pre)}
 
+    def outputs(self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What serving returns (``verdicts`` with ``trust`` and ``ood``), and which flows the host view flagged
+        (``host_flagged``: a report's figure; serving folds it into ``ood``)."""
+        out = self.verdicts(tabular, temporal, mask)
+        out["trust"], out["ood"] = self.trust(torch.cat([out["e_tab"], out["e_tmp"]], dim=1),
+                                              *self.grouped_inputs(tabular, temporal, mask),
+                                              out["probabilities"], out["host_free"])
+        probs, host_free = out["probabilities"], out["host_free"]
+        flips = probs.argmax(dim=1) != host_free.argmax(dim=1)
+        out["host_flagged"] = flips & (torch.abs(probs[:, 1] - host_free[:, 1]) > self.trust.host_change)
+        return out
+
     def forward(
         self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Serving outputs: (Normal/Attack probabilities, gating weights, attack-family probabilities, trust,
         out-of-distribution flag)."""
-        out = self.verdicts(tabular, temporal, mask)
-        trust, ood = self.trust(torch.cat([out["e_tab"], out["e_tmp"]], dim=1),
-                                *self.grouped_inputs(tabular, temporal, mask), out["probabilities"], out["host_free"])
-        return out["probabilities"], out["gating"], out["family"], trust, ood
+        out = self.outputs(tabular, temporal, mask)
+        return out["probabilities"], out["gating"], out["family"], out["trust"], out["ood"]

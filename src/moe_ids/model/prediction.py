@@ -36,16 +36,16 @@ def to_tensors(pre: Preprocessor, x: np.ndarray, codes: np.ndarray | int | None 
 @torch.no_grad()
 def predict_numpy(model: MixtureOfExperts, pre: Preprocessor, x: np.ndarray,
                   strategy: str | None = None, batch: int = 4096) -> dict[str, np.ndarray]:
-    """Probabilities, gating and family probabilities of raw features through the torch model."""
+    """Probabilities, gating, family probabilities, trust and flag of raw features through the torch model (as
+    its ``forward`` gives them), and which flows the trust score's host view flagged."""
     model.eval()
-    outs: dict[str, list[np.ndarray]] = {"probabilities": [], "gating": [], "family": [], "trust": [], "ood": []}
+    keys = ("probabilities", "gating", "family", "trust", "ood", "host_flagged")
+    outs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for start in range(0, len(x), batch):
-        probs, gating, family, trust, ood = model(*to_tensors(pre, x[start:start + batch], strategy))
-        outs["probabilities"].append(probs.numpy())
-        outs["gating"].append(gating.numpy())
-        outs["family"].append(family.numpy())
-        outs["trust"].append(trust.numpy()[:, 0])
-        outs["ood"].append(ood.numpy()[:, 0])
+        out = model.outputs(*to_tensors(pre, x[start:start + batch], strategy))
+        for k in keys:
+            value = out[k].numpy()
+            outs[k].append(value[:, 0] if k in ("trust", "ood") else value)
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
