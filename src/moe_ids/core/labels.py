@@ -32,6 +32,9 @@ FAMILIES: tuple[str, ...] = (
 )
 
 _NORMAL = {"benign", "normal", "0"}
+# CSE-CIC-IDS2018's web attacks, spelled as CIC-IDS2017 spells them
+_WEB_ATTACKS_2018 = {"brute force - web": "Web Attack - Brute Force", "brute force - xss": "Web Attack - XSS",
+                     "sql injection": "Web Attack - SQL Injection"}
 # CIC-DDoS2019's attack labels: reflection and flooding DDoS of each protocol, in its CSVs' spellings
 _DDOS2019 = {"drdos_dns", "drdos_ldap", "drdos_mssql", "drdos_netbios", "drdos_ntp", "drdos_snmp", "drdos_ssdp",
              "drdos_udp", "syn", "tftp", "udp-lag", "udplag", "webddos", "ldap", "mssql", "netbios", "portmap",
@@ -63,10 +66,7 @@ def clean_label(raw: object) -> str:
         return "Infiltration - Portscan"
     if low == "infilteration":  # CSE-CIC-IDS2018's spelling
         return "Infiltration"
-    if low in {"brute force - web", "brute force - xss", "sql injection"}:  # CSE-CIC-IDS2018's web attacks
-        return {"brute force - web": "Web Attack - Brute Force", "brute force - xss": "Web Attack - XSS",
-                "sql injection": "Web Attack - SQL Injection"}[low]
-    return text
+    return _WEB_ATTACKS_2018.get(low, text)
 
 
 def family_of(label: str) -> str | None:

@@ -141,11 +141,16 @@ class TrustScore(nn.Module):
         p_embedding = 1.0 - self._share_below(self.distance(embedding), self.knots)
         p_input = 1.0 - self._share_below(self.input_distance(values, missing), self.input_knots)
         trust = self._share_below(torch.minimum(p_embedding, p_input), self.combined_knots)
-        flips = (probs.argmax(dim=1, keepdim=True) != host_free.argmax(dim=1, keepdim=True))
-        change = torch.abs(probs[:, 1:2] - host_free[:, 1:2])
-        flagged = flips & (change > self.host_change)
+        flagged, change = self.host_flags(probs, host_free)
         trust = torch.where(flagged, torch.minimum(trust, 1.0 - change), trust)
         return trust, (trust < self.alpha) | flagged
+
+    def host_flags(self, probs: torch.Tensor, host_free: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """([n, 1] flows the host view flags, [n, 1] change in attack probability without the hosts' TCP
+        parameters)."""
+        flips = probs.argmax(dim=1, keepdim=True) != host_free.argmax(dim=1, keepdim=True)
+        change = torch.abs(probs[:, 1:2] - host_free[:, 1:2])
+        return flips & (change > self.host_change), change
 
 
 class MixtureOfExperts(nn.Module):
@@ -191,9 +196,6 @@ class MixtureOfExperts(nn.Module):
         ``missing_tabular`` [n_tabular]: the tabular values of a flow whose features are all missing."""
         self.host_fill.copy_(missing_tabular[self.host_tabular].to(self.host_fill.dtype))
 
-    def _tabular_input(self, tabular: torch.Tensor, tab_mask: torch.Tensor) -> torch.Tensor:
-        return torch.cat([tabular, tab_mask, self.tabular_periodic(tabular)], dim=1)
-
     def host_free(self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor, e_tmp: torch.Tensor,
                   expert_pre: torch.Tensor, gate_pre: torch.Tensor) -> torch.Tensor:
         """Normal/Attack probabilities with the hosts' TCP parameters sent as missing.
@@ -220,16 +222,22 @@ class MixtureOfExperts(nn.Module):
         gating = torch.softmax(self.gate[1:](gate_pre), dim=1)
         return torch.softmax(self.binary_head(gating[:, 0:1] * e_tab + gating[:, 1:2] * e_tmp), dim=1)
 
+    def _first_layers(self, tabular: torch.Tensor, temporal: torch.Tensor,
+                      mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(tabular expert's first-layer output, temporal embedding, gate's first-layer output): what the host
+        view's second pass starts from."""
+        tab_mask = mask.index_select(1, self.tab_idx)
+        tmp_mask = mask.index_select(1, self.tmp_idx)
+        expert_pre = self.tabular_expert[0](torch.cat([tabular, tab_mask, self.tabular_periodic(tabular)], dim=1))
+        e_tmp = self.temporal_expert(torch.cat([temporal, tmp_mask, self.temporal_periodic(temporal)], dim=1))
+        return expert_pre, e_tmp, self.gate[0](torch.cat([tabular, temporal, mask], dim=1))
+
     def experts(
         self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Expert embeddings and gating weights (softmax over the two experts)."""
-        tab_mask = mask.index_select(1, self.tab_idx)
-        tmp_mask = mask.index_select(1, self.tmp_idx)
-        e_tab = self.tabular_expert(self._tabular_input(tabular, tab_mask))
-        e_tmp = self.temporal_expert(torch.cat([temporal, tmp_mask, self.temporal_periodic(temporal)], dim=1))
-        gating = torch.softmax(self.gate(torch.cat([tabular, temporal, mask], dim=1)), dim=1)
-        return e_tab, e_tmp, gating
+        expert_pre, e_tmp, gate_pre = self._first_layers(tabular, temporal, mask)
+        return self.tabular_expert[1:](expert_pre), e_tmp, torch.softmax(self.gate[1:](gate_pre), dim=1)
 
     def forward_logits(
         self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
@@ -260,12 +268,8 @@ class MixtureOfExperts(nn.Module):
     def verdicts(self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Probabilities, gating, family probabilities, both embeddings, and the probabilities without the hosts'
         TCP parameters (``host_free``), sharing the first layers between the two passes."""
-        tab_mask = mask.index_select(1, self.tab_idx)
-        tmp_mask = mask.index_select(1, self.tmp_idx)
-        expert_pre = self.tabular_expert[0](self._tabular_input(tabular, tab_mask))
+        expert_pre, e_tmp, gate_pre = self._first_layers(tabular, temporal, mask)
         e_tab = self.tabular_expert[1:](expert_pre)
-        e_tmp = self.temporal_expert(torch.cat([temporal, tmp_mask, self.temporal_periodic(temporal)], dim=1))
-        gate_pre = self.gate[0](torch.cat([tabular, temporal, mask], dim=1))
         gating = torch.softmax(self.gate[1:](gate_pre), dim=1)
         mixed = gating[:, 0:1] * e_tab + gating[:, 1:2] * e_tmp
         return {"probabilities": torch.softmax(self.binary_head(mixed), dim=1), "gating": gating,
@@ -279,9 +283,7 @@ class MixtureOfExperts(nn.Module):
         out["trust"], out["ood"] = self.trust(torch.cat([out["e_tab"], out["e_tmp"]], dim=1),
                                               *self.grouped_inputs(tabular, temporal, mask),
                                               out["probabilities"], out["host_free"])
-        probs, host_free = out["probabilities"], out["host_free"]
-        flips = probs.argmax(dim=1) != host_free.argmax(dim=1)
-        out["host_flagged"] = flips & (torch.abs(probs[:, 1] - host_free[:, 1]) > self.trust.host_change)
+        out["host_flagged"] = self.trust.host_flags(out["probabilities"], out["host_free"])[0][:, 0]
         return out
 
     def forward(

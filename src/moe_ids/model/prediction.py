@@ -37,9 +37,10 @@ def to_tensors(pre: Preprocessor, x: np.ndarray, codes: np.ndarray | int | None 
 def predict_numpy(model: MixtureOfExperts, pre: Preprocessor, x: np.ndarray,
                   strategy: str | None = None, batch: int = 4096) -> dict[str, np.ndarray]:
     """Probabilities, gating, family probabilities, trust and flag of raw features through the torch model (as
-    its ``forward`` gives them), and which flows the trust score's host view flagged."""
+    its ``forward`` gives them), the probabilities without the hosts' TCP parameters and which flows the trust
+    score's host view flagged."""
     model.eval()
-    keys = ("probabilities", "gating", "family", "trust", "ood", "host_flagged")
+    keys = ("probabilities", "gating", "family", "trust", "ood", "host_free", "host_flagged")
     outs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for start in range(0, len(x), batch):
         out = model.outputs(*to_tensors(pre, x[start:start + batch], strategy))
@@ -47,17 +48,6 @@ def predict_numpy(model: MixtureOfExperts, pre: Preprocessor, x: np.ndarray,
             value = out[k].numpy()
             outs[k].append(value[:, 0] if k in ("trust", "ood") else value)
     return {k: np.concatenate(v) for k, v in outs.items()}
-
-
-@torch.no_grad()
-def host_free_probabilities(model: MixtureOfExperts, pre: Preprocessor, x: np.ndarray,
-                            batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, probabilities without the hosts' TCP parameters) of raw features: the trust score's host
-    view, for its calibration."""
-    model.eval()
-    pairs = [model.verdicts(*to_tensors(pre, x[s:s + batch])) for s in range(0, len(x), batch)]
-    return (np.concatenate([p["probabilities"].numpy() for p in pairs]),
-            np.concatenate([p["host_free"].numpy() for p in pairs]))
 
 
 @torch.no_grad()

@@ -30,14 +30,7 @@ from moe_ids.data.extractors import ACTIVE_IDLE, PROFILES, TIMES
 from moe_ids.model import trust as trust_mod
 from moe_ids.model.metrics import binary_report
 from moe_ids.model.network import MixtureOfExperts, MoEConfig
-from moe_ids.model.prediction import (
-    drop_features,
-    embeddings,
-    host_free_probabilities,
-    input_view,
-    predict_numpy,
-    to_tensors,
-)
+from moe_ids.model.prediction import drop_features, embeddings, input_view, predict_numpy, to_tensors
 
 MODEL_VERSION = "1.2.0"
 VALIDATION_MISSING = (0.0, 0.5, 0.75)
@@ -274,7 +267,8 @@ def calibrate_trust(model: MixtureOfExperts, pre: Preprocessor, train_set: Corpu
     head.alpha.fill_(cfg.trust_alpha)
     flagged = trust_mod.combined_p_value(trust_mod.trust_from_knots(val_d, knots),
                                          trust_mod.trust_from_knots(val_in, input_knots), combined) < cfg.trust_alpha
-    changes = trust_mod.flip_change(*host_free_probabilities(model, pre, val_set.features))
+    val_out = predict_numpy(model, pre, val_set.features)
+    changes = trust_mod.flip_change(val_out["probabilities"], val_out["host_free"])
     head.host_change.fill_(trust_mod.host_threshold(changes, cfg.host_alpha))
     served = predict_numpy(model, pre, val_set.features)["ood"].astype(bool)  # with the host view's flags
     return {"method": "p-value of the smaller of two p-values against held-out validation flows: the min "
