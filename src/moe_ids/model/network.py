@@ -222,22 +222,24 @@ class MixtureOfExperts(nn.Module):
         gating = torch.softmax(self.gate[1:](gate_pre), dim=1)
         return torch.softmax(self.binary_head(gating[:, 0:1] * e_tab + gating[:, 1:2] * e_tmp), dim=1)
 
-    def _first_layers(self, tabular: torch.Tensor, temporal: torch.Tensor,
-                      mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(tabular expert's first-layer output, temporal embedding, gate's first-layer output): what the host
-        view's second pass starts from."""
+    def _layers(self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both experts and the gate, keeping the first-layer outputs the host view's second pass starts from.
+        The tabular expert runs before the temporal one, so training draws its dropout masks in one order."""
         tab_mask = mask.index_select(1, self.tab_idx)
         tmp_mask = mask.index_select(1, self.tmp_idx)
         expert_pre = self.tabular_expert[0](torch.cat([tabular, tab_mask, self.tabular_periodic(tabular)], dim=1))
+        e_tab = self.tabular_expert[1:](expert_pre)
         e_tmp = self.temporal_expert(torch.cat([temporal, tmp_mask, self.temporal_periodic(temporal)], dim=1))
-        return expert_pre, e_tmp, self.gate[0](torch.cat([tabular, temporal, mask], dim=1))
+        gate_pre = self.gate[0](torch.cat([tabular, temporal, mask], dim=1))
+        return {"expert_pre": expert_pre, "e_tab": e_tab, "e_tmp": e_tmp, "gate_pre": gate_pre,
+                "gating": torch.softmax(self.gate[1:](gate_pre), dim=1)}
 
     def experts(
         self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Expert embeddings and gating weights (softmax over the two experts)."""
-        expert_pre, e_tmp, gate_pre = self._first_layers(tabular, temporal, mask)
-        return self.tabular_expert[1:](expert_pre), e_tmp, torch.softmax(self.gate[1:](gate_pre), dim=1)
+        layers = self._layers(tabular, temporal, mask)
+        return layers["e_tab"], layers["e_tmp"], layers["gating"]
 
     def forward_logits(
         self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor
@@ -268,13 +270,13 @@ class MixtureOfExperts(nn.Module):
     def verdicts(self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Probabilities, gating, family probabilities, both embeddings, and the probabilities without the hosts'
         TCP parameters (``host_free``), sharing the first layers between the two passes."""
-        expert_pre, e_tmp, gate_pre = self._first_layers(tabular, temporal, mask)
-        e_tab = self.tabular_expert[1:](expert_pre)
-        gating = torch.softmax(self.gate[1:](gate_pre), dim=1)
+        layers = self._layers(tabular, temporal, mask)
+        gating, e_tab, e_tmp = layers["gating"], layers["e_tab"], layers["e_tmp"]
         mixed = gating[:, 0:1] * e_tab + gating[:, 1:2] * e_tmp
         return {"probabilities": torch.softmax(self.binary_head(mixed), dim=1), "gating": gating,
                 "family": torch.softmax(self.family_head(mixed), dim=1), "e_tab": e_tab, "e_tmp": e_tmp,
-                "host_free": self.host_free(tabular, temporal, mask, e_tmp, expert_pre, gate_pre)}
+                "host_free": self.host_free(tabular, temporal, mask, e_tmp, layers["expert_pre"],
+                                            layers["gate_pre"])}
 
     def outputs(self, tabular: torch.Tensor, temporal: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """What serving returns (``verdicts`` with ``trust`` and ``ood``), and which flows the host view flagged
