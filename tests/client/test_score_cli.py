@@ -133,7 +133,7 @@ def test_score_suggests_withholding_for_another_networks_flows(triton_server, tm
                                                                capsys: pytest.CaptureFixture) -> None:
     """The Python package's flows of a scan across the Internet are mostly flagged: the summary says what to do."""
     scan = "data/cicflowmeter-python/nmap_syn_scan.csv.gz"
-    hint = "better scored with --withhold-host-features"
+    hint = "a second run with --withhold-host-features"
     for path, extra, expected in ((scan, [], True), (scan, ["--withhold-host-features"], False),
                                   (WEDNESDAY_CSV, [], False)):
         assert main(["score", path, "-o", str(tmp_path / "out.csv"), "--url", triton_server.grpc_url, "-q",

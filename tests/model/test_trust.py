@@ -54,12 +54,12 @@ def _fitted_head(rng: np.random.Generator) -> tuple[TrustScore, dict[str, np.nda
     centroids = trust.kmeans(values, 16, np.random.default_rng(3))
     d_in = trust.observed_distance(values, missing, centroids)
     input_knots = trust.quantile_knots(d_in, 50)
-    p_min = np.minimum(trust.trust_from_knots(trust.min_distance(h, whitening, centers), knots),
-                       trust.trust_from_knots(d_in, input_knots))
-    combined = trust.quantile_knots(p_min, 50)
+    combination = trust.fit_combination(trust.trust_from_knots(trust.min_distance(h, whitening, centers), knots),
+                                        trust.trust_from_knots(d_in, input_knots), np.ones(500), 50)
     head = TrustScore(6, 3, 50, input_dim=4, centroids=16)
     fitted = {"whitening": whitening, "centers": centers, "knots": knots, "input_centroids": centroids,
-              "input_knots": input_knots, "combined_knots": combined}
+              "input_knots": input_knots, "smaller_knots": combination.smaller, "joint_knots": combination.joint,
+              "combined_knots": combination.combined}
     for name, value in fitted.items():
         getattr(head, name).copy_(torch.from_numpy(value).float())
     head.alpha.fill_(0.05)
@@ -71,7 +71,11 @@ def _numpy_trust(fitted: dict[str, np.ndarray], h: np.ndarray, values: np.ndarra
     p_emb = trust.trust_from_knots(trust.min_distance(h, fitted["whitening"], fitted["centers"]), fitted["knots"])
     p_in = trust.trust_from_knots(trust.observed_distance(values, missing, fitted["input_centroids"]),
                                   fitted["input_knots"])
-    return trust.combined_p_value(p_emb, p_in, fitted["combined_knots"])
+    return trust.combined_p_value(p_emb, p_in, _knots(fitted))
+
+
+def _knots(fitted: dict[str, np.ndarray]) -> trust.CombinationKnots:
+    return trust.CombinationKnots(fitted["smaller_knots"], fitted["joint_knots"], fitted["combined_knots"])
 
 
 def _head(head: TrustScore, *arrays: np.ndarray, probs: np.ndarray | None = None,
@@ -158,13 +162,74 @@ def test_missing_features_neither_count_nor_depend_on_their_imputed_value() -> N
 
 def test_combined_trust_is_again_uniform_on_calibration_like_flows() -> None:
     rng = np.random.default_rng(5)
-    p_a, p_b = rng.random(20_000), rng.random(20_000)  # two views' p-values, independent here
-    knots = trust.quantile_knots(np.minimum(p_a, p_b), 200)
-    fresh = trust.combined_p_value(rng.random(200_000), rng.random(200_000), knots)
+    p_a, p_b, p_h = rng.random(20_000), rng.random(20_000), rng.random(20_000)  # independent views here
+    knots = trust.fit_combination(p_a, p_b, p_h, 200)
+    fresh = trust.combined_p_value(rng.random(200_000), rng.random(200_000), knots, rng.random(200_000))
     assert abs(np.mean(fresh < 0.01) - 0.01) < 0.002
     assert abs(np.mean(fresh < 0.2) - 0.2) < 0.01
     # the smaller p-value alone would flag about twice alpha
     assert abs(np.mean(np.minimum(rng.random(200_000), rng.random(200_000)) < 0.01) - 0.0199) < 0.002
+    # no host evidence anywhere (every verdict holds without the host parameters): the two views' minimum
+    plain = trust.fit_combination(p_a, p_b, np.ones_like(p_a), 200)
+    expected = trust.share_below(np.minimum(p_a[:50], p_b[:50]), trust.quantile_knots(np.minimum(p_a, p_b), 200))
+    np.testing.assert_allclose(trust.combined_p_value(p_a[:50], p_b[:50], plain), expected, atol=0.01)
+
+
+def test_evidence_from_both_views_adds_up_and_a_single_view_still_counts() -> None:
+    """A flow in the 2% tail of the distance views whose verdict also moves more than 98% of the calibration
+    flows' is flagged at alpha 0.01, though neither view alone reaches 0.01; a flow extreme in one distance view
+    and without host evidence is flagged too (the product alone would need it far more extreme); the lab's
+    rate stays 0.01."""
+    rng = np.random.default_rng(9)
+    p_a, p_b = rng.random(20_000), rng.random(20_000)
+    p_h = np.where(rng.random(20_000) < 0.9, 1.0, rng.random(20_000) * 0.1)  # most verdicts do not move
+    knots = trust.fit_combination(p_a, p_b, p_h, 200)
+    smallest = trust.quantile_knots(np.minimum(np.minimum(p_a, p_b), p_h), 200)
+    both = (np.array([0.02]), np.array([0.5]), np.array([0.02]))
+    assert trust.combined_p_value(*both[:2], knots, both[2])[0] < 0.01
+    assert trust.share_below(np.minimum(np.minimum(*both[:2]), both[2]), smallest)[0] > 0.01
+    single = (np.array([0.003]), np.array([0.5]), np.array([1.0]))
+    assert trust.combined_p_value(*single[:2], knots, single[2])[0] < 0.01
+    product_only = trust.quantile_knots(trust.combination_statistics(p_a, p_b, p_h)[1], 200)
+    assert trust.share_below(np.array([0.003]), product_only)[0] > 0.01
+    fresh_h = np.where(rng.random(100_000) < 0.9, 1.0, rng.random(100_000) * 0.1)
+    fresh = trust.combined_p_value(rng.random(100_000), rng.random(100_000), knots, fresh_h)
+    assert abs(np.mean(fresh < 0.01) - 0.01) < 0.002
+
+
+def test_host_sensitivity_ignores_moves_below_the_float32_noise() -> None:
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    host_free = np.array([[0.9, 0.1], [0.89995, 0.10005], [0.7, 0.3], [0.5, 0.5]])
+    np.testing.assert_allclose(trust.host_sensitivity(probs, host_free), [0.0, 0.0, 0.5 - trust.HOST_NOISE, 0.0],
+                               atol=1e-12)
+
+
+def test_graph_weighs_host_sensitivity_as_numpy_does() -> None:
+    rng = np.random.default_rng(10)
+    head, fitted = _fitted_head(rng)
+    n = 400
+    p = rng.random(n)
+    moved = np.clip(p + rng.normal(scale=0.05, size=n) * (rng.random(n) < 0.5), 0, 1)  # half do not move
+    probs, host_free = np.stack([1 - p, p], 1), np.stack([1 - moved, moved], 1)
+    h, values = rng.normal(size=(n, 6)), rng.normal(size=(n, 4))
+    missing = (rng.random((n, 4)) < 0.3).astype(float)
+    sensitivity = trust.host_sensitivity(probs, host_free)
+    host_knots = trust.quantile_knots(sensitivity, 50)
+    p_emb = trust.trust_from_knots(trust.min_distance(h, fitted["whitening"], fitted["centers"]), fitted["knots"])
+    p_in = trust.trust_from_knots(trust.observed_distance(values, missing, fitted["input_centroids"]),
+                                  fitted["input_knots"])
+    p_host = trust.trust_from_knots(sensitivity, host_knots)
+    combination = trust.fit_combination(p_emb, p_in, p_host, 50)
+    for name, value in (("host_knots", host_knots), ("smaller_knots", combination.smaller),
+                        ("joint_knots", combination.joint), ("combined_knots", combination.combined)):
+        getattr(head, name).copy_(torch.from_numpy(value).float())
+    head.host_change.fill_(2.0)  # no flip flags here: the combined statistic alone
+    t, ood = _head(head, h, values, missing, probs=probs, host_free=host_free)
+    expected = trust.combined_p_value(p_emb, p_in, combination, p_host)
+    np.testing.assert_allclose(t, expected, atol=2e-3)
+    assert np.mean(np.abs(t - expected) < 1e-4) > 0.95
+    still = sensitivity == 0  # a verdict that does not move: the distance views alone decide
+    np.testing.assert_array_equal(p_host[still], 1.0)
 
 
 def test_kmeans_finds_separated_clusters_and_is_deterministic() -> None:

@@ -25,7 +25,7 @@ from torch import nn
 
 from moe_ids.core.labels import FAMILIES
 from moe_ids.core.schema import FEATURE_NAMES, HOST_TCP_FEATURES, N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
-from moe_ids.model.trust import DEFAULT_ALPHA, INPUT_CENTROIDS
+from moe_ids.model.trust import DEFAULT_ALPHA, HOST_NOISE, INPUT_CENTROIDS
 
 
 @dataclass
@@ -88,21 +88,23 @@ def _mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
 
 
 class TrustScore(nn.Module):
-    """How familiar a flow is: a p-value combining its distance to the training data in two spaces, and whether
-    its verdict rests on the hosts' TCP parameters.
+    """How familiar a flow is: a p-value combining its distance to the training data in two spaces with how far its
+    verdict leans on the hosts' TCP parameters.
 
     Embedding view: the smallest Mahalanobis distance (shared covariance, Lee et al. 2018) from the concatenated
     expert embeddings to the mean of each training class (Normal and each attack family). Input view: the
     squared distance of the scaled values to the nearest k-means centroid of the training flows, over the
-    observed features, per observed feature (``moe_ids.model.trust.observed_distance``). Each distance becomes the
-    share of held-out in-distribution flows farther away (interpolated between its knots, the distance
-    quantiles of the calibration set); ``trust`` is the share of calibration flows whose smaller p-value was
-    smaller still, so trust is uniform on in-distribution flows and ``trust < alpha`` flags a fraction
-    ``alpha`` of them: the stated false-alarm rate of ``out_of_distribution``.
-    Host view: when the verdict without the hosts' TCP parameters is the other class and the attack probability
+    observed features, per observed feature (``moe_ids.model.trust.observed_distance``). Host sensitivity: how
+    far the attack probability moves when the hosts' TCP parameters are withheld. Each becomes the share of
+    held-out in-distribution flows farther out (interpolated between its knots, the quantiles of the calibration
+    set). Two statistics follow: the smaller distance p-value, and that times the host p-value (evidence added up:
+    a flow somewhat unfamiliar whose verdict also rests on the lab's host parameters); each becomes a p-value
+    through its own knots, and ``trust`` is the share of calibration flows whose smaller one was smaller still,
+    so trust is uniform on in-distribution flows and ``trust < alpha`` flags a fraction ``alpha`` of them: the
+    stated false-alarm rate of ``out_of_distribution`` (``moe_ids.model.trust`` says why both statistics).
+    Host flip: when the verdict without the hosts' TCP parameters is the other class and the attack probability
     moved by more than ``host_change`` (calibrated so that this flags ``HOST_ALPHA`` of the validation flows), the
-    flow is also flagged and its trust is at most 1 - that change. On another network's captures it flags the
-    flows the lab's host parameters talk into Normal.
+    flow is also flagged and its trust is at most 1 - that change.
     Everything is a buffer written by ``moe_ids.model.training.calibrate_trust``; it runs inside the ONNX graph.
     """
 
@@ -113,7 +115,13 @@ class TrustScore(nn.Module):
         self.register_buffer("knots", torch.linspace(0.0, 1.0, knots + 1))  # ascending distance quantiles
         self.register_buffer("input_centroids", torch.zeros(centroids, max(input_dim, 1)))
         self.register_buffer("input_knots", torch.linspace(0.0, 1.0, knots + 1))
-        self.register_buffer("combined_knots", torch.linspace(0.0, 1.0, knots + 1))  # quantiles of min p-value
+        # quantiles of the host sensitivity; uncalibrated, above any change, so that no change is unusual
+        self.register_buffer("host_knots", torch.linspace(1.0, 2.0, knots + 1))
+        # trust.CombinationKnots: quantiles of the smaller distance p-value, of it times the host p-value, and of the
+        # smaller of the p-values those two give
+        self.register_buffer("smaller_knots", torch.linspace(0.0, 1.0, knots + 1))
+        self.register_buffer("joint_knots", torch.linspace(0.0, 1.0, knots + 1))
+        self.register_buffer("combined_knots", torch.linspace(0.0, 1.0, knots + 1))
         self.register_buffer("alpha", torch.tensor(DEFAULT_ALPHA))
         self.register_buffer("host_change", torch.tensor(0.0))  # flips by more than this are flagged
 
@@ -140,8 +148,13 @@ class TrustScore(nn.Module):
                 probs: torch.Tensor, host_free: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p_embedding = 1.0 - self._share_below(self.distance(embedding), self.knots)
         p_input = 1.0 - self._share_below(self.input_distance(values, missing), self.input_knots)
-        trust = self._share_below(torch.minimum(p_embedding, p_input), self.combined_knots)
         flagged, change = self.host_flags(probs, host_free)
+        sensitivity = torch.clamp(change - HOST_NOISE, min=0.0)  # trust.host_sensitivity
+        p_host = 1.0 - self._share_below(sensitivity, self.host_knots)
+        smaller = torch.minimum(p_embedding, p_input)
+        rules = torch.minimum(self._share_below(smaller, self.smaller_knots),
+                              self._share_below(smaller * p_host, self.joint_knots))
+        trust = self._share_below(rules, self.combined_knots)
         trust = torch.where(flagged, torch.minimum(trust, 1.0 - change), trust)
         return trust, (trust < self.alpha) | flagged
 

@@ -32,7 +32,7 @@ from moe_ids.model.metrics import binary_report
 from moe_ids.model.network import MixtureOfExperts, MoEConfig
 from moe_ids.model.prediction import drop_features, embeddings, input_view, predict_numpy, to_tensors
 
-MODEL_VERSION = "1.2.0"
+MODEL_VERSION = "1.3.0"
 VALIDATION_MISSING = (0.0, 0.5, 0.75)
 
 
@@ -259,22 +259,28 @@ def calibrate_trust(model: MixtureOfExperts, pre: Preprocessor, train_set: Corpu
     centroids = trust_mod.kmeans(input_view(pre, train_set.features)[0], head.input_centroids.shape[0], rng)
     val_in = trust_mod.observed_distance(*input_view(pre, val_set.features), centroids)
     input_knots = trust_mod.quantile_knots(val_in, n_knots)
-    p_min = np.minimum(trust_mod.trust_from_knots(val_d, knots), trust_mod.trust_from_knots(val_in, input_knots))
-    combined = trust_mod.quantile_knots(p_min, n_knots)
+    val_out = predict_numpy(model, pre, val_set.features)  # the probabilities do not depend on the buffers
+    sensitivity = trust_mod.host_sensitivity(val_out["probabilities"], val_out["host_free"])
+    host_knots = trust_mod.quantile_knots(sensitivity, n_knots)
+    p_embedding, p_input = trust_mod.trust_from_knots(val_d, knots), trust_mod.trust_from_knots(val_in, input_knots)
+    p_host = trust_mod.trust_from_knots(sensitivity, host_knots)
+    combination = trust_mod.fit_combination(p_embedding, p_input, p_host, n_knots)
     for name, value in (("whitening", whitening), ("centers", centers), ("knots", knots),
-                        ("input_centroids", centroids), ("input_knots", input_knots), ("combined_knots", combined)):
+                        ("input_centroids", centroids), ("input_knots", input_knots), ("host_knots", host_knots),
+                        ("smaller_knots", combination.smaller), ("joint_knots", combination.joint),
+                        ("combined_knots", combination.combined)):
         getattr(head, name).copy_(torch.from_numpy(value.astype(np.float32)))
     head.alpha.fill_(cfg.trust_alpha)
-    flagged = trust_mod.combined_p_value(trust_mod.trust_from_knots(val_d, knots),
-                                         trust_mod.trust_from_knots(val_in, input_knots), combined) < cfg.trust_alpha
-    val_out = predict_numpy(model, pre, val_set.features)
+    flagged = trust_mod.combined_p_value(p_embedding, p_input, combination, p_host) < cfg.trust_alpha
     changes = trust_mod.flip_change(val_out["probabilities"], val_out["host_free"])
     head.host_change.fill_(trust_mod.host_threshold(changes, cfg.host_alpha))
     served = predict_numpy(model, pre, val_set.features)["ood"].astype(bool)  # with the host view's flags
-    return {"method": "p-value of the smaller of two p-values against held-out validation flows: the min "
-                      "class-conditional Mahalanobis distance on both experts' embeddings, and the distance of the "
-                      f"scaled inputs to the nearest of {len(centroids)} k-means centroids of the training flows "
-                      "over the observed features", "alpha": cfg.trust_alpha,
+    return {"method": "p-value of the smaller of two calibrated statistics, the smaller of two distance p-values "
+                      "and that times a host-sensitivity p-value, all against held-out validation flows: the min "
+                      "class-conditional Mahalanobis distance on both experts' "
+                      f"embeddings, the distance of the scaled inputs to the nearest of {len(centroids)} k-means "
+                      "centroids of the training flows over the observed features, and how far the attack "
+                      "probability moves without the hosts' TCP parameters", "alpha": cfg.trust_alpha,
             "calibration_flows": int(len(val_d)), "fit_flows": int(len(x)),
             "input_fit_flows": int(len(train_set.features)),
             "calibration_flagged_share": float(flagged.mean()),
@@ -282,6 +288,8 @@ def calibrate_trust(model: MixtureOfExperts, pre: Preprocessor, train_set: Corpu
                          "the attack probability moved by more than host_change",
             "host_alpha": cfg.host_alpha, "host_change": float(head.host_change),
             "validation_flips": float(np.mean(changes > 0)),
+            "validation_host_sensitivity_quantiles": {str(q): float(np.quantile(sensitivity, q))
+                                                      for q in (0.5, 0.9, 0.99)},
             "calibration_flagged_share_with_host_view": float(served.mean())}
 
 

@@ -1,5 +1,5 @@
-"""Calibration of the trust score (``moe_ids.model.network.TrustScore``): two views of how familiar a flow is,
-each turned into a p-value against held-out flows, and one more p-value of their minimum.
+"""Calibration of the trust score (``moe_ids.model.network.TrustScore``): three views of how familiar a flow is,
+each turned into a p-value against held-out flows, and one more p-value of a statistic that combines them.
 
 - **Embedding view**: class-conditional Gaussians on the experts' embeddings of training flows (Lee et al. 2018).
   It sees what the model has learnt to tell apart, and misses flows the experts map into familiar regions.
@@ -7,18 +7,27 @@ each turned into a p-value against held-out flows, and one more p-value of their
   k-means centroids of the training flows, over the observed features only. It sees a flow whose values no
   training flow had (another network's round-trip times, another extractor's units) where the embedding does
   not: on the Python package's flows of an Internet SYN scan the embedding view flagged 0%, the input view 98%.
+- **Host sensitivity**: how far the attack probability moves when the hosts' TCP parameters
+  (``moe_ids.core.schema.HOST_TCP_FEATURES``) are withheld (``host_sensitivity``). They describe the lab's machines;
+  on the lab's own flows the verdict barely moves (90% of validation flows by less than 0.0001), on another
+  network's it often moves a lot, because those parameters then describe machines the model never saw.
 
-The minimum of the two p-values is mapped through its own validation quantiles, so the combined trust is again
-uniform on in-distribution flows and ``trust < alpha`` still flags ``alpha`` of them.
+Two statistics, each mapped through its own validation quantiles: the smaller of the two distance p-values (the
+strongest single piece of evidence), and that times the host p-value (evidence added up). Trust is the p-value
+of the smaller of their two p-values, again through validation quantiles, so it is uniform on in-distribution
+flows and ``trust < alpha`` still flags ``alpha`` of them. Why both: a flow of another network is often only
+somewhat unusual in each view (on the captures in ``data/cicflowmeter-python``: trust 0.01-0.03 from the
+distances, a verdict that moves by 0.05-0.6 without the host parameters) and clearly unusual in both at once;
+the smallest p-value alone left half of those captures' attacks called Normal and trusted. The product alone
+would need a distance view about eight times as extreme before it flags a flow without host evidence (a Zeek
+record, withheld parameters): it flagged none of the Python package's Internet scan with the parameters
+withheld, against 39% for the two together.
 
-- **Host view** (``host_view``): no distance but a question - is the verdict still the same when the hosts' TCP
-  parameters (``moe_ids.core.schema.HOST_TCP_FEATURES``) are withheld? They describe the lab's machines. Where
-  the verdict flips and the attack probability moves by more than a threshold, the flow is flagged and its trust
-  capped at 1 - that change. The threshold is calibrated like the rest (``host_threshold``): the host view alone
-  flags ``HOST_ALPHA`` of the validation flows. The lab's own verdicts that flip do so narrowly (the probability
-  moves by 0.5-0.6), another network's widely (0.8-1.0): on captures of other networks it flags the flows the
-  lab's host parameters talk into Normal (57% of the Python package's Internet SYN scan, half of a Slowloris and
-  of a SYN-flood capture, none of which the other views flagged).
+- **Host flip** (``host_view``): the verdict is the other class without the hosts' TCP parameters and the attack
+  probability moved by more than a threshold: the flow is flagged and its trust capped at 1 - that change. The
+  threshold is calibrated like the rest (``host_threshold``): the flip alone flags ``HOST_ALPHA`` of the
+  validation flows. The lab's own verdicts that flip do so narrowly (the probability moves by 0.5-0.6), another
+  network's widely (0.8-1.0).
 
 Why a p-value: an analyst reads ``trust 0.3`` as "30% of the flows the model was checked on looked less
 familiar than this one", and ``out_of_distribution`` (trust below ``alpha``) flags ``alpha`` of in-distribution
@@ -28,10 +37,13 @@ here in numpy (``trust_from_knots`` mirrors the graph's) so it can be tested wit
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 DEFAULT_ALPHA = 0.01  # stated false-alarm rate of out_of_distribution on in-distribution flows
 HOST_ALPHA = 0.001  # share of in-distribution flows the host view adds to them
+HOST_NOISE = 1e-4  # moves of the attack probability below this are float32 noise, not host evidence
 SHRINKAGE = 0.05  # share of the mean variance added to the covariance's diagonal (stable inverse)
 INPUT_CENTROIDS = 256  # k-means centroids of the input view
 KMEANS_ITERATIONS = 25
@@ -158,8 +170,58 @@ def host_view(trust: np.ndarray, probs: np.ndarray, host_free: np.ndarray, alpha
     return out, (out < alpha) | flagged
 
 
-def combined_p_value(p_embedding: np.ndarray, p_input: np.ndarray, knots: np.ndarray) -> np.ndarray:
-    """Trust from the two views' p-values: the share of calibration flows whose smaller p-value was smaller
-    (``knots`` are quantiles of that minimum on the calibration flows), interpolated as in ``trust_from_knots``."""
+def host_sensitivity(probs: np.ndarray, host_free: np.ndarray) -> np.ndarray:
+    """How far the attack probability moves without the hosts' TCP parameters, flip or not, less
+    ``HOST_NOISE``: the host evidence the combined statistic weighs.
+
+    Why less a floor: most lab flows' probability moves by next to nothing, and at that scale the exported
+    float32 graph and PyTorch round differently; below the floor a move is no evidence, in either of them."""
+    change = np.abs(np.asarray(probs, dtype=np.float64)[:, 1] - np.asarray(host_free, dtype=np.float64)[:, 1])
+    return np.maximum(change - HOST_NOISE, 0.0)
+
+
+class CombinationKnots(NamedTuple):
+    """Calibration quantiles of the three statistics ``combined_p_value`` maps in turn (``TrustScore``'s
+    ``smaller_knots``, ``joint_knots`` and ``combined_knots``)."""
+
+    smaller: np.ndarray  # of the smaller distance p-value
+    joint: np.ndarray  # of that times the host p-value
+    combined: np.ndarray  # of the smaller of the two p-values these give
+
+
+def share_below(values: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """The interpolated share of calibration values below ``values``: a p-value where small is unusual."""
+    return 1.0 - trust_from_knots(values, knots)
+
+
+def combination_statistics(p_embedding: np.ndarray, p_input: np.ndarray,
+                           p_host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(single, joint): the smaller distance p-value, the strongest single piece of evidence; and it times the
+    host p-value (1, no evidence, where the verdict does not depend on the host parameters or they are
+    missing), evidence added up across the views."""
     smaller = np.minimum(np.asarray(p_embedding, dtype=np.float64), np.asarray(p_input, dtype=np.float64))
-    return 1.0 - trust_from_knots(smaller, knots)  # the share below, where trust_from_knots gives the share above
+    return smaller, smaller * np.asarray(p_host, dtype=np.float64)
+
+
+def rule_p_value(p_embedding: np.ndarray, p_input: np.ndarray, p_host: np.ndarray, smaller_knots: np.ndarray,
+                 joint_knots: np.ndarray) -> np.ndarray:
+    """The smaller of the two statistics' calibrated p-values: whichever way a flow is unusual counts."""
+    single, joint = combination_statistics(p_embedding, p_input, p_host)
+    return np.minimum(share_below(single, smaller_knots), share_below(joint, joint_knots))
+
+
+def fit_combination(p_embedding: np.ndarray, p_input: np.ndarray, p_host: np.ndarray,
+                    n_knots: int) -> CombinationKnots:
+    """The three sets of quantiles from the calibration flows' p-values of each view."""
+    single, joint = combination_statistics(p_embedding, p_input, p_host)
+    smaller, joined = quantile_knots(single, n_knots), quantile_knots(joint, n_knots)
+    rules = rule_p_value(p_embedding, p_input, p_host, smaller, joined)
+    return CombinationKnots(smaller, joined, quantile_knots(rules, n_knots))
+
+
+def combined_p_value(p_embedding: np.ndarray, p_input: np.ndarray, knots: CombinationKnots,
+                     p_host: np.ndarray | None = None) -> np.ndarray:
+    """Trust from the views' p-values: the share of calibration flows whose ``rule_p_value`` was smaller,
+    interpolated as in ``trust_from_knots`` (``p_host`` None: no host evidence, as for a flow without them)."""
+    p_host = np.ones(len(np.atleast_1d(p_embedding))) if p_host is None else p_host
+    return share_below(rule_p_value(p_embedding, p_input, p_host, knots.smaller, knots.joint), knots.combined)
