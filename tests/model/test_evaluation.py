@@ -133,3 +133,17 @@ def test_withholding_host_features_on_another_networks_scan(model_dir, capsys):
         assert (host > 0.5) if not extra else (host == 0.0)  # withheld, both passes are the same
     assert caught[False] >= 0.9 and caught[True] >= 0.9
     assert detected[True] >= 0.5 > 0.1 > detected[False]
+
+
+@pytest.mark.parametrize("capture", ["slowloris", "syn_flood_home"])
+def test_another_networks_attacks_are_flagged_where_they_are_not_detected(model_dir, capsys, capture):
+    """A Slowloris run in a VirtualBox lab and an hping3 SYN flood in home traffic (real captures, the Python
+    package's flows, not in training): the model calls them Normal, but the trust score flags them, mostly because
+    they are somewhat unfamiliar and their verdicts also move without the hosts' TCP parameters (neither alone
+    reaches the 1% threshold for half of them)."""
+    flows = str(bundled_data_dir() / "cicflowmeter-python" / f"{capture}.csv.gz")
+    assert main(["evaluate", "--model-dir", str(model_dir), "--data", flows, "--missing", "0", "--no-baseline",
+                 "--json"]) == 0
+    trust = json.loads(capsys.readouterr().out)["missing"][0]["trust"]
+    assert trust["attacks_detected_or_flagged"] >= 0.8
+    assert trust["host_view_share"] < 0.6 < trust["out_of_distribution_share"]  # more than the flip alone flags
