@@ -147,3 +147,29 @@ def test_streams_and_consumer_are_created_once_with_the_contract_settings(nats_s
 
     asyncio.run(check())
     assert read_stream(nats_server.url, topology.FLOWS) == []
+
+
+def test_a_partial_batch_is_handed_on_without_waiting_for_the_batch_to_fill(nats_server):
+    """The stream drained, then ten flows arrive, batches of 512: the worker hands the ten on after its short
+    batch wait, not when a pull for 512 would expire (a second)."""
+    import time
+
+    from streams import _publish
+
+    async def fetch_while_flows_arrive() -> tuple[int, float]:
+        worker = ScorerWorker(WorkerSettings(nats_url=nats_server.url, batch_size=512, batch_wait_s=0.05))
+        await worker._connect()
+        try:
+            sub = await worker._js.pull_subscribe_bind(durable=topology.CONSUMER, stream=topology.FLOWS)
+            fetching = asyncio.create_task(worker._fetch(sub))  # nothing there yet: it waits for the first
+            await asyncio.sleep(0.2)
+            await _publish(nats_server.url, [flow_message(f"p-{i}", {"Flow Duration": 1.0 + i}) for i in range(10)])
+            published = time.monotonic()
+            got = await fetching
+            return len(got), time.monotonic() - published
+        finally:
+            await worker._nc.close()
+
+    count, seconds = asyncio.run(fetch_while_flows_arrive())
+    assert count == 10
+    assert seconds < 0.5, f"the fetch held a partial batch for {seconds:.2f} s after it arrived"

@@ -170,12 +170,18 @@ class ScorerWorker:
         return 0
 
     async def _fetch(self, sub: Any) -> list[Any]:
-        """Up to ``batch_size`` messages: wait up to a second for the first, ``batch_wait_s`` for the rest."""
+        """Up to ``batch_size`` messages: wait up to a second for the first, ``batch_wait_s`` for the rest.
+
+        Why the first is fetched alone: the wait for a partial batch is then ``batch_wait_s`` by construction,
+        whatever the client library does with a pull for many that finds nothing waiting (nats-py 2.16 happens to
+        return after the first message and queue the rest; a pull that stayed open until the batch filled
+        would hold every flow of a moderate stream for up to a second). The rest is pulled with an expiry of
+        ``batch_wait_s``: what is there at once, or what arrives within the wait."""
         import nats.errors
 
         size, got = self.settings.batch_size, []
         try:
-            got = await sub.fetch(size, timeout=1.0)
+            got = await sub.fetch(1, timeout=1.0)
         except nats.errors.TimeoutError:
             return []
         except Exception as exc:  # noqa: BLE001 - broker restarting: the client reconnects by itself
