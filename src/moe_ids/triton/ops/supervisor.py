@@ -12,13 +12,14 @@ cleanly.
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
 from moe_ids.triton.ops.server import ServerError, TritonServer
 from moe_ids.triton.ops.stubs import backend_stubs, missing_stubs
+
+STOP_CHECK_S = 0.05  # how soon run() notices a stop request
 
 
 class Supervisor:
@@ -32,7 +33,7 @@ class Supervisor:
         self.poll_s = poll_s
         self.log = log
         self.restarts: deque[float] = deque()
-        self.stopping = threading.Event()
+        self._stop_requested = False  # set by request_stop: a plain flag, no lock (see there)
         self.stubs: dict[str, list[int]] = {}  # backend stubs of the ready server, per model
 
     def watch_stubs(self) -> None:
@@ -51,7 +52,22 @@ class Supervisor:
         return None
 
     def request_stop(self, *_: object) -> None:
-        self.stopping.set()
+        """Ask ``run`` to stop (within ``STOP_CHECK_S``). Only an assignment: this is the SIGTERM / SIGINT handler,
+        and a second signal (a wrapper such as ``timeout`` relaying the one it got, a process manager sending
+        its own) can interrupt the first handler, and a handler that takes a lock the interrupted code holds
+        (``threading.Event.set`` does) deadlocks the process and leaves tritonserver running."""
+        self._stop_requested = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested
+
+    def _wait_for_stop(self, seconds: float) -> bool:
+        """True as soon as a stop was requested, False after ``seconds`` without one."""
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, STOP_CHECK_S))
+        return self._stop_requested
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -62,7 +78,7 @@ class Supervisor:
         if not self.stubs:
             self.watch_stubs()
         try:
-            while not self.stopping.wait(self.poll_s):
+            while not self._wait_for_stop(self.poll_s):
                 failure = self._failure()
                 if failure is None:
                     continue
