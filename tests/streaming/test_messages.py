@@ -112,6 +112,19 @@ def test_zeek_and_suricata_records_are_mapped_by_the_sdk():
     assert err.value.reason == "missing_id"
 
 
+def test_an_alert_is_its_verdict_with_the_severity_added():
+    verdict = {"id": "a-1", "prediction": "Attack", "confidence": 0.97, "trust": None, "ts": float("nan"),
+               "flow": {"src_ip": "10.0.0.1"}, "probabilities": {"Normal": 0.03, "Attack": 0.97}}
+    body = m.encode_json(verdict)
+    alert = m.alert_body(body, "high")
+    assert json.loads(alert) == {**json.loads(body), "severity": "high"}
+    assert m.alert_body(b"{}", "review") == b'{"severity":"review"}'
+    with pytest.raises(ValueError, match="severity"):
+        m.alert_body(body, "low")
+    with pytest.raises(ValueError, match="not an encoded verdict"):
+        m.alert_body(b"[1]", "high")
+
+
 def test_alert_severity_follows_the_thresholds():
     assert m.severity("Attack", 0.95, 0.9, 0.7) == "high"
     assert m.severity("Attack", 0.9, 0.9, 0.7) == "review"  # strictly above

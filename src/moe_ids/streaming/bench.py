@@ -64,11 +64,13 @@ def score_rate(path: Path, triton_url: str, out: Path, triton_pid: int | None = 
     server = cpu_seconds([triton_pid or 0]) - server_before
     if done.returncode != 0:
         raise RuntimeError(f"moe-ids score failed: {done.stderr[-2000:]}")
-    match = re.search(r"scored (\d+) flows in ([\d.]+) s", done.stderr)
+    # the rate in parentheses, not flows / seconds: the seconds are printed to 0.1 s, which on a run of about a
+    # second would quantise the baseline by up to 10%
+    match = re.search(r"scored (\d+) flows in [\d.]+ s \(([\d,]+) flows/s\)", done.stderr)
     if not match:
         raise RuntimeError(f"unexpected moe-ids score summary: {done.stderr[-500:]}")
     n = int(match.group(1))
-    return n / float(match.group(2)), {"moe-ids score": client / n * 1e6, "tritonserver": server / n * 1e6}
+    return float(match.group(2).replace(",", "")), {"moe-ids score": client / n * 1e6, "tritonserver": server / n * 1e6}
 
 
 async def stored(url: str, stream: str) -> list[tuple[dict[str, Any], float]]:
@@ -98,13 +100,31 @@ async def stream_count(url: str, stream: str) -> int:
 
 
 def start_workers(n: int, nats_url: str, triton_url: str, logs: Path) -> list[subprocess.Popen]:
+    """``n`` worker processes; each writes its log to the path in its ``log_path`` attribute."""
     procs = []
     for i in range(n):
-        log = open(logs / f"worker-{len(list(logs.glob('worker-*')))}-{i}.log", "wb")  # noqa: SIM115
+        path = logs / f"worker-{len(list(logs.glob('worker-*')))}-{i}.log"
+        log = open(path, "wb")  # noqa: SIM115
         procs.append(subprocess.Popen([sys.executable, "-m", "moe_ids.cli", "stream", "--nats", nats_url, "--url",
                                        triton_url, "--progress", "0", "--max-runtime", "900"],
                                       stdout=log, stderr=subprocess.STDOUT))
+        procs[-1].log_path = path  # type: ignore[attr-defined]
     return procs
+
+
+_START_UP = re.compile(r"start-up took ([\d.]+) CPU s")
+
+
+def start_up_cpu(procs: list[subprocess.Popen]) -> float:
+    """CPU seconds the workers spent before they began scoring (imports, connecting), from their bind lines:
+    not per-flow work, so the per-flow figures leave it out."""
+    total = 0.0
+    for proc in procs:
+        match = _START_UP.search(proc.log_path.read_text(errors="replace"))  # type: ignore[attr-defined]
+        if match is None:
+            raise RuntimeError(f"worker log {proc.log_path} has no start-up line")  # type: ignore[attr-defined]
+        total += float(match.group(1))
+    return total
 
 
 def stop_workers(procs: list[subprocess.Popen]) -> None:
@@ -140,7 +160,7 @@ def throughput_run(n_workers: int, flows: Path, n: int, triton_pid: int | None,
         try:
             wait_for(lambda: asyncio.run(stream_count(nats_server.url, topology.VERDICTS)) >= n, 900,
                      f"{n} verdicts with {n_workers} workers")
-            used = {"workers": cpu_seconds([p.pid for p in procs]),  # start-up included: a small overcount
+            used = {"workers": cpu_seconds([p.pid for p in procs]) - start_up_cpu(procs),
                     **{name: cpu_seconds(pids) - before[name] for name, pids in servers.items()}}
         finally:
             stop_workers(procs)
@@ -211,7 +231,10 @@ def run_stream_bench(n: int, worker_counts: list[int], latency_seconds: float, j
             began = time.monotonic()
             print(f"stream bench: {n} real flows, tritonserver {triton.grpc_url}, fresh nats-server per run",
                   flush=True)
-            baseline, score_cpu = score_rate(flows, triton.grpc_url, root / "scored.csv", triton.pid)
+            # the median of three: one run of the baseline lasts about a second, short enough for a hiccup
+            runs = sorted((score_rate(flows, triton.grpc_url, root / "scored.csv", triton.pid) for _ in range(3)),
+                          key=lambda run: run[0])
+            baseline, score_cpu = runs[1]
             print(f"  moe-ids score (baseline)       {baseline:10,.0f} flows/s", flush=True)
             print(_cpu_line(score_cpu), flush=True)
             rates: dict[int, float] = {}

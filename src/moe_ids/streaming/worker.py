@@ -139,7 +139,8 @@ class ScorerWorker:
         reporter = asyncio.create_task(self._report())
         self._log(f"scoring {topology.FLOWS} ({topology.STREAM_SUBJECTS[topology.FLOWS]}) with consumer "
                   f"{topology.CONSUMER!r} on {self.settings.nats_url} -> Triton {self.client.url} "
-                  f"model {self.settings.model_name!r} {self._info.version or ''}")
+                  f"model {self.settings.model_name!r} {self._info.version or ''} "
+                  f"(start-up took {time.process_time():.2f} CPU s)")
         try:
             while not self._stopping.is_set():
                 if self.settings.max_runtime_s and time.monotonic() - started > self.settings.max_runtime_s:
@@ -318,7 +319,7 @@ class ScorerWorker:
             if level is not None:
                 subject = topology.ALERT_HIGH if level == "high" else topology.ALERT_REVIEW
                 futures.append(await self._out.publish(
-                    subject, msgs.encode_json({**verdict, "severity": level}),
+                    subject, msgs.alert_body(body, level),
                     headers={topology.MSG_ID_HEADER: topology.ALERT_ID_PREFIX + flow.id}))
         await self._await_publishes(futures)
         now = datetime.now(timezone.utc)
