@@ -14,14 +14,20 @@ async def connect(url: str, name: str, log: Callable[[str], None], timeout: floa
     import nats
 
     servers = [u.strip() for u in url.split(",") if u.strip()]
+    state: dict[str, Any] = {}
     nc = await nats.connect(servers=servers, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2,
-                            name=name, **connection_callbacks(log))
+                            name=name, **connection_callbacks(log, state))
+    state["connection"] = nc
     return nc, nc.jetstream(timeout=timeout)
 
 
-def connection_callbacks(log: Callable[[str], None]) -> dict[str, Any]:
-    """One line per broker event instead of nats-py's tracebacks; reconnecting is the client's own job."""
-    state = {"errors": 0}
+def connection_callbacks(log: Callable[[str], None], state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One line per broker event instead of nats-py's tracebacks; reconnecting is the client's own job.
+
+    ``state["connection"]``, once set, is the connection: its own ``close()`` also fires the disconnect callback,
+    and a line saying "disconnected" at the end of every normal run would read as a fault."""
+    state = {} if state is None else state
+    state["errors"] = 0
 
     async def error_cb(exc: Exception) -> None:
         state["errors"] += 1
@@ -29,6 +35,9 @@ def connection_callbacks(log: Callable[[str], None]) -> dict[str, Any]:
             log(f"NATS connection error ({type(exc).__name__}: {exc}); reconnecting")
 
     async def disconnected_cb() -> None:
+        connection = state.get("connection")
+        if connection is not None and connection.is_closed:  # our own close(), not a lost broker
+            return
         log("disconnected from NATS")
 
     async def reconnected_cb() -> None:

@@ -47,6 +47,7 @@ class WorkerMetrics:
         self.ack_pending = Gauge(f"{PREFIX}_consumer_ack_pending", "Messages delivered and not yet acknowledged",
                                  registry=r)
         self._started = time.monotonic()
+        self._last_line = (self._started, 0)  # (when, verdicts) at the previous progress line
         self._counts = {"consumed": 0, "verdicts": 0, "attacks": 0, "alerts": 0, "dlq": 0, "redelivered": 0}
         self.port: int | None = None
 
@@ -99,8 +100,13 @@ class WorkerMetrics:
         return dict(self._counts)
 
     def progress_line(self) -> str:
-        c = self._counts
-        rate = c["verdicts"] / max(1e-9, time.monotonic() - self._started)
+        """The counts so far and two rates: since the previous line (what the worker does now: an average since
+        start would still read high long after the stream went quiet) and since start."""
+        c, now = self._counts, time.monotonic()
+        since, verdicts_then = self._last_line
+        self._last_line = (now, c["verdicts"])
+        recent = (c["verdicts"] - verdicts_then) / max(1e-9, now - since)
+        overall = c["verdicts"] / max(1e-9, now - self._started)
         return (f"consumed {c['consumed']}, verdicts {c['verdicts']} (attack {c['attacks']}), alerts {c['alerts']}, "
                 f"dead letters {c['dlq']}, redelivered {c['redelivered']}, pending {int(self.pending._value.get())}, "
-                f"{rate:,.0f} verdicts/s")
+                f"{recent:,.0f} verdicts/s now, {overall:,.0f} on average")
