@@ -137,6 +137,9 @@ def test_every_metric_the_dashboard_and_autoscaler_query_is_published(production
     wanted = {m for q in unquoted for m in re.findall(r"\b((?:nv|moe_ids)_[a-z0-9_]+)\b", q)}
     wanted = {m for m in wanted if not m.startswith("nv_gpu_")}  # no GPU here
     assert "moe_ids_predictions_total" in wanted and "nv_inference_request_summary_us" in wanted
+    from_stream_workers = {m for m in wanted if m.startswith("moe_ids_stream_")}  # scraped from the scorers
+    assert not from_stream_workers - stream_worker_metric_names(), sorted(from_stream_workers)
+    wanted -= from_stream_workers
 
     import time
 
@@ -150,6 +153,15 @@ def test_every_metric_the_dashboard_and_autoscaler_query_is_published(production
         time.sleep(0.5)  # the moe_ids_* counters reach Triton on the monitor's next flush
     assert status == 200
     assert not missing, sorted(missing)
+
+
+def stream_worker_metric_names() -> set[str]:
+    """Every series name a scorer worker can publish, labelled or not, as Prometheus scrapes it."""
+    from moe_ids.streaming.metrics import WorkerMetrics
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {family.name + suffix for family in WorkerMetrics().registry.collect()
+            for suffix in suffixes.get(family.type, ("",))}
 
 
 def test_liveness_probe_passes_with_the_production_flags(production_server) -> None:

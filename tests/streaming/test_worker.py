@@ -123,6 +123,13 @@ def test_every_flow_gets_one_verdict_equal_to_the_sdk_and_bad_messages_are_dead_
     assert 'moe_ids_stream_dead_letters_total{reason="not_json"} 1.0' in text
     assert f"moe_ids_stream_consumed_total {float(len(verdicts) + 4)}" in text
     assert "moe_ids_stream_end_to_end_seconds_count" in text
+    for sensor in ("edge-1", "edge-2", "gateway"):  # per sensor: verdicts, and those flagged unfamiliar
+        scored = sum(1 for v in by_id.values() if v["sensor"] == sensor)
+        flagged = sum(1 for v in by_id.values() if v["sensor"] == sensor and v["out_of_distribution"])
+        assert f'moe_ids_stream_sensor_verdicts_total{{sensor="{sensor}"}} {float(scored)}' in text
+        if flagged:
+            assert f'moe_ids_stream_out_of_distribution_total{{sensor="{sensor}"}} {float(flagged)}' in text
+    assert counts["out_of_distribution"] == sum(1 for v in by_id.values() if v["out_of_distribution"])
 
 
 def test_streams_and_consumer_are_created_once_with_the_contract_settings(nats_server):

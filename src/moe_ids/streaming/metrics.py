@@ -1,7 +1,8 @@
 """The scorer worker's own Prometheus metrics and its progress line.
 
 Triton's metrics say how the model is served; these say how the stream is doing: what came in, what went
-out (verdicts by class, alerts by severity, dead letters by reason), how often flows were redelivered, batch
+out (verdicts by class, alerts by severity, dead letters by reason, out-of-distribution verdicts per sensor:
+which sensor sends traffic the model does not know), how often flows were redelivered, batch
 sizes, the time from a flow's arrival in ``FLOWS`` to its acknowledged verdict, and the consumer's lag as
 JetStream reports it (the autoscaler's signal). Each worker has its own registry, so several workers can run in
 one process (tests, the benchmark) without clashing.
@@ -19,6 +20,8 @@ from moe_ids.core import contract
 PREFIX = "moe_ids_stream"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+MAX_SENSOR_LABELS = 64  # distinct sensor label values; later sensors count under OTHER_SENSOR
+OTHER_SENSOR = "_other"
 
 
 class WorkerMetrics:
@@ -29,6 +32,13 @@ class WorkerMetrics:
         self.verdicts = Counter(f"{PREFIX}_verdicts", "Verdicts published and acknowledged", ["prediction"],
                                 registry=r)
         self.alerts = Counter(f"{PREFIX}_alerts", "Alerts published", ["severity"], registry=r)
+        self.out_of_distribution = Counter(
+            f"{PREFIX}_out_of_distribution", "Verdicts on flows unlike the model's training data, by sensor: a "
+            "sensor whose share stays far above 1% sends another network's or another extractor's traffic",
+            ["sensor"], registry=r)
+        self.scored_by_sensor = Counter(f"{PREFIX}_sensor_verdicts", "Verdicts published, by sensor (the "
+                                        "denominator of the out-of-distribution share)", ["sensor"], registry=r)
+        self._sensors: set[str] = set()
         self.dlq = Counter(f"{PREFIX}_dead_letters", "Input messages dead-lettered to dlq.flows", ["reason"],
                            registry=r)
         self.redeliveries = Counter(f"{PREFIX}_redeliveries", "Input messages delivered more than once",
@@ -48,7 +58,8 @@ class WorkerMetrics:
                                  registry=r)
         self._started = time.monotonic()
         self._last_line = (self._started, 0)  # (when, verdicts) at the previous progress line
-        self._counts = {"consumed": 0, "verdicts": 0, "attacks": 0, "alerts": 0, "dlq": 0, "redelivered": 0}
+        self._counts = {"consumed": 0, "verdicts": 0, "attacks": 0, "alerts": 0, "out_of_distribution": 0, "dlq": 0,
+                        "redelivered": 0}
         self.port: int | None = None
 
     def serve(self, port: int | None, host: str = contract.DEFAULT_HOST) -> None:
@@ -69,10 +80,19 @@ class WorkerMetrics:
         self._counts["redelivered"] += 1
 
     def verdicts_published(self, predictions: list[str], severities: list[str | None],
-                           latencies_s: list[float]) -> None:
+                           latencies_s: list[float], sensors: list[str] | None = None,
+                           out_of_distribution: list[bool | None] | None = None) -> None:
         """One micro-batch's verdicts (counted per batch: label lookups per flow would cost more than the flow)."""
         for label, n in collections.Counter(predictions).items():
             self.verdicts.labels(prediction=label).inc(n)
+        if sensors is not None:
+            flags = out_of_distribution or [None] * len(sensors)
+            for sensor, n in collections.Counter(sensors).items():
+                self.scored_by_sensor.labels(sensor=self._sensor_label(sensor)).inc(n)
+            unfamiliar = collections.Counter(s for s, flag in zip(sensors, flags) if flag)
+            for sensor, n in unfamiliar.items():
+                self.out_of_distribution.labels(sensor=self._sensor_label(sensor)).inc(n)
+            self._counts["out_of_distribution"] += sum(unfamiliar.values())
         for level, n in collections.Counter(s for s in severities if s is not None).items():
             self.alerts.labels(severity=level).inc(n)
             self._counts["alerts"] += n
@@ -80,6 +100,15 @@ class WorkerMetrics:
             self.latency.observe(max(0.0, latency))
         self._counts["verdicts"] += len(predictions)
         self._counts["attacks"] += sum(1 for p in predictions if p == contract.BINARY_LABELS[1])
+
+    def _sensor_label(self, sensor: str) -> str:
+        """The sensor as a label value; bounded, since any producer may name a new sensor in every message."""
+        if sensor in self._sensors:
+            return sensor
+        if len(self._sensors) < MAX_SENSOR_LABELS:
+            self._sensors.add(sensor)
+            return sensor
+        return OTHER_SENSOR
 
     def dead_lettered(self, reason: str) -> None:
         self.dlq.labels(reason=reason).inc()
@@ -108,5 +137,6 @@ class WorkerMetrics:
         recent = (c["verdicts"] - verdicts_then) / max(1e-9, now - since)
         overall = c["verdicts"] / max(1e-9, now - self._started)
         return (f"consumed {c['consumed']}, verdicts {c['verdicts']} (attack {c['attacks']}), alerts {c['alerts']}, "
-                f"dead letters {c['dlq']}, redelivered {c['redelivered']}, pending {int(self.pending._value.get())}, "
+                f"out-of-distribution {c['out_of_distribution']}, dead letters {c['dlq']}, "
+                f"redelivered {c['redelivered']}, pending {int(self.pending._value.get())}, "
                 f"{recent:,.0f} verdicts/s now, {overall:,.0f} on average")

@@ -326,7 +326,9 @@ class ScorerWorker:
         for msg, _ in good:
             await msg.ack()
         self.metrics.verdicts_published([v["prediction"] for v in verdicts], severities,
-                                        [(now - msg.metadata.timestamp).total_seconds() for msg, _ in good])
+                                        [(now - msg.metadata.timestamp).total_seconds() for msg, _ in good],
+                                        [flow.sensor for _, flow in good],
+                                        [v.get("out_of_distribution") for v in verdicts])
 
     async def _dead_letter(self, rejected: list[tuple[Any, msgs.Rejected]]) -> None:
         futures = []
