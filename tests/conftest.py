@@ -57,3 +57,20 @@ def repeated_header_csv(tmp_path: Path) -> Callable[..., Path]:
         return dst
 
     return make
+
+
+@pytest.fixture
+def attempted_csv(tmp_path: Path) -> Path:
+    """Real corrected-release rows, 40 benign and 65 DoS Hulk flows, the last 25 relabelled the way the corrected
+    release labels the attack tool's flows that delivered nothing (``DoS Hulk - Attempted``)."""
+    import pandas as pd
+
+    from moe_ids.data.loading import bundled_data_dir
+
+    flows = pd.read_csv(bundled_data_dir() / "cicids2017-improved" / "flows.csv.gz")
+    benign = flows[flows["Label"] == "BENIGN"].head(40)
+    hulk = flows[flows["Label"] == "DoS Hulk"].head(65).copy()
+    hulk.iloc[40:, hulk.columns.get_loc("Label")] = "DoS Hulk - Attempted"
+    path = tmp_path / "with_attempted.csv"
+    pd.concat([benign, hulk]).to_csv(path, index=False)
+    return path

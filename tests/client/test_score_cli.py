@@ -45,6 +45,17 @@ def test_score_original_csv_row_for_row(triton_server, tmp_path: Path, capsys: p
     assert "scored 9998 flows" in summary and "flows/s" in summary and "agreement with the file's labels" in summary
 
 
+def test_score_agreement_leaves_attempted_attacks_out(triton_server, attempted_csv, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """Flows labelled '- Attempted' get their verdicts like any other row, but count neither as agreeing nor as
+    disagreeing with the labels: they are neither Normal nor Attack."""
+    out = tmp_path / "scored.csv"
+    assert main(["score", str(attempted_csv), "-o", str(out), "--url", triton_server.grpc_url, "-q"]) == 0
+    assert len(pd.read_csv(out)) == 105
+    summary = capsys.readouterr().err
+    assert "of 80 flows, attempted attacks left out" in summary
+
+
 def test_score_skips_repeated_header_lines(triton_server, repeated_header_csv, tmp_path: Path,
                                           capsys: pytest.CaptureFixture) -> None:
     """A header line repeated inside the file is not a flow: no verdict for it, every real row scored."""

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from moe_ids.core.labels import FAMILIES, clean_label, encode, family_of
+from moe_ids.core.labels import FAMILIES, clean_label, encode, family_of, is_attempted
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,11 @@ from moe_ids.core.labels import FAMILIES, clean_label, encode, family_of
         ("DDOS attack-HOIC", "DDOS attack-HOIC", "DDoS"),
         ("DDoS attacks-LOIC-HTTP", "DDoS attacks-LOIC-HTTP", "DDoS"),
         ("Infilteration", "Infiltration", "Infiltration"),
+        # the corrected releases' attempted attacks keep their suffix on the canonical name
+        ("DoS Hulk - Attempted", "DoS Hulk - Attempted", "DoS"),
+        ("Web Attack \u2013 Brute Force - Attempted", "Web Attack - Brute Force - Attempted", "WebAttack"),
+        ("Portscan -Attempted", "PortScan - Attempted", "PortScan"),
+        ("Bot - attempted", "Botnet - Attempted", "Botnet"),
         # CIC-DDoS2019
         ("DrDoS_DNS", "DrDoS_DNS", "DDoS"),
         ("UDP-lag", "UDP-lag", "DDoS"),
@@ -46,3 +51,9 @@ def test_encode():
     cleaned, binary, family = encode(pd.Series(["BENIGN", "DDoS", "1", "0"]))
     assert binary.tolist() == [0, 1, 1, 0]
     assert family.tolist() == [-1, FAMILIES.index("DDoS"), -1, -1]
+
+
+def test_only_the_suffix_marks_an_attempted_attack() -> None:
+    assert is_attempted(clean_label("FTP-Patator - Attempted"))
+    assert not is_attempted(clean_label("Infiltration - Portscan"))  # a real attack with a dash in its name
+    assert not is_attempted(clean_label("Attempted"))  # no attack named: an unknown label, not an attempt

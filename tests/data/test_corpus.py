@@ -28,3 +28,12 @@ def test_a_model_of_other_data_is_refused(tmp_path, key: str, value: str, messag
     (tmp_path / artifacts.METADATA).write_text(json.dumps(meta))
     with pytest.raises(SplitMismatchError, match=message):
         model_split(tmp_path)
+
+
+def test_training_corpus_leaves_attempted_attacks_out_and_counts_them(attempted_csv) -> None:
+    from moe_ids.data.corpus import load_corpus
+
+    corpus = load_corpus([attempted_csv])
+    assert len(corpus.binary) == 80
+    assert set(corpus.labels.tolist()) == {"BENIGN", "DoS Hulk"}
+    assert corpus.attempted_left_out == {"with_attempted.csv": 25}

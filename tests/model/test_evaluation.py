@@ -147,3 +147,19 @@ def test_another_networks_attacks_are_flagged_where_they_are_not_detected(model_
     trust = json.loads(capsys.readouterr().out)["missing"][0]["trust"]
     assert trust["attacks_detected_or_flagged"] >= 0.8
     assert trust["host_view_share"] < 0.6 < trust["out_of_distribution_share"]  # more than the flip alone flags
+
+
+def test_attempted_attacks_are_reported_apart_from_every_figure(model_dir, capsys, attempted_csv):
+    path = attempted_csv
+    assert main(["evaluate", "--model-dir", str(model_dir), "--data", str(path), "--missing", "0",
+                 "--no-baseline", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["flows"] == 80  # 40 benign + 40 DoS Hulk; the 25 attempted ones in no figure
+    assert set(report["missing"][0]["per_label_recall"]) == {"BENIGN", "DoS Hulk"}
+    attempted = report["attempted"]
+    assert attempted["flows"] == 25 and set(attempted["by_label"]) == {"DoS Hulk - Attempted"}
+    assert 0.0 <= attempted["called_attack"] <= 1.0
+    assert "reported apart" in report["evaluated_on"]
+    text = format_report(report)
+    assert "Attempted attacks, in no figure above (25 flows" in text
+    assert "DoS Hulk - Attempted" in text

@@ -86,7 +86,7 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from moe_ids.client.flow_files import read_flow_file
-    from moe_ids.core.labels import clean_label
+    from moe_ids.core.labels import clean_label, is_attempted
 
     partial = args.output.with_name(args.output.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -107,9 +107,12 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
             if "out_of_distribution" in result:
                 counts["out_of_distribution"] += int(result["out_of_distribution"].sum())
             if labels is not None:
-                truth = labels.map(clean_label) != "BENIGN"
-                counts["labelled"] += len(truth)
-                counts["agree"] += int((truth.to_numpy() == attacks.to_numpy()).sum())
+                cleaned = labels.map(clean_label)
+                judged = ~cleaned.map(is_attempted).to_numpy(dtype=bool)  # neither Normal nor Attack
+                truth = (cleaned != "BENIGN").to_numpy()
+                counts["labelled"] += int(judged.sum())
+                counts["attempted"] = counts.get("attempted", 0) + int((~judged).sum())
+                counts["agree"] += int((truth == attacks.to_numpy())[judged].sum())
             if "family" in result:
                 counts["families"].update(result.loc[attacks, "family"].dropna())
             bar.update(len(rows))
@@ -164,7 +167,9 @@ def format_summary(counts: dict[str, Any]) -> str:
         top = ", ".join(f"{name} {n}" for name, n in counts["families"].most_common(3))
         lines.append(f"top families: {top}")
     if counts.get("labelled"):
-        lines.append(f"agreement with the file's labels (Normal/Attack): {counts['agree'] / counts['labelled']:.2%}")
+        lines.append(f"agreement with the file's labels (Normal/Attack): {counts['agree'] / counts['labelled']:.2%}"
+                     f" of {counts['labelled']} flows" + (", attempted attacks left out" if counts.get("attempted")
+                                                          else ""))
     if counts.get("skipped_events"):
         lines.append(f"skipped {counts['skipped_events']} events that are not flows")
     if counts.get("skipped_header_rows"):

@@ -41,12 +41,28 @@ _DDOS2019 = {"drdos_dns", "drdos_ldap", "drdos_mssql", "drdos_netbios", "drdos_n
              "udp"}
 
 
+ATTEMPTED = " - Attempted"
+_ATTEMPTED_RE = re.compile(r"^(.*\S)\s*-\s*attempted$", re.IGNORECASE)
+
+
+def is_attempted(label: str) -> bool:
+    """A corrected-release flow of an attack that carried none of it (``DoS Hulk - Attempted``): Engelen et al.
+    label the attack tool's flows that never delivered a payload (a handshake, a refused connection) apart
+    from the attack itself, because they look like the benign flows they are. Neither class fits them, so
+    training leaves them out and evaluation reports them on their own."""
+    return label.endswith(ATTEMPTED)
+
+
 def clean_label(raw: object) -> str:
-    """Canonical spelling of a raw label: stripped, dashes unified, known variants merged."""
+    """Canonical spelling of a raw label: stripped, dashes unified, known variants merged; an attempted
+    attack keeps its suffix on the canonical attack name."""
     text = str(raw).strip()
     text = re.sub(r"[\u2013\u2014\ufffd\x96]", "-", text)
     text = re.sub(r"\s+-\s*|\s*-\s+", " - ", text)
     text = re.sub(r"\s+", " ", text)
+    attempted = _ATTEMPTED_RE.match(text)
+    if attempted:
+        return clean_label(attempted.group(1)) + ATTEMPTED
     low = text.lower()
     if low in _NORMAL:
         return "BENIGN"
@@ -71,6 +87,8 @@ def clean_label(raw: object) -> str:
 
 def family_of(label: str) -> str | None:
     """Attack family of a cleaned label; None for normal traffic or a label with no known family."""
+    if is_attempted(label):
+        label = label[: -len(ATTEMPTED)]
     low = label.lower()
     if label == "BENIGN":
         return None

@@ -11,12 +11,13 @@ flows that training never saw.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from moe_ids.core.labels import is_attempted
 from moe_ids.data.loading import bundled_data_dir, load_flows
 
 DEFAULT_SOURCES: tuple[str, ...] = (
@@ -41,6 +42,7 @@ class Corpus:
     source: np.ndarray  # file name of each row (str)
     data_hash: str
     extraction: np.ndarray  # extractor profile of each row's file (str), see moe_ids.data.extractors
+    attempted_left_out: dict[str, int] = field(default_factory=dict)  # per file: "- Attempted" rows not loaded
 
     def subset(self, idx: np.ndarray) -> Corpus:
         return Corpus(self.features[idx], self.binary[idx], self.family[idx], self.labels[idx],
@@ -56,26 +58,32 @@ def file_sha256(path: Path) -> str:
 
 
 def load_corpus(paths: list[Path] | None = None) -> Corpus:
-    """Load and concatenate labelled CSVs (the bundled default sources when none are given)."""
+    """Load and concatenate labelled CSVs (the bundled default sources when none are given). Rows labelled as
+    attempted attacks (``labels.is_attempted``) are not loaded; their count per file is kept."""
     if paths is None:
         root = bundled_data_dir()
         paths = [root / rel for rel in DEFAULT_SOURCES]
     feats, binary, family, labels, source, extraction, hashes = [], [], [], [], [], [], []
+    attempted: dict[str, int] = {}
     for path in paths:
         table = load_flows(path)
         if table.binary is None:
             raise ValueError(f"{path}: no Label column; training needs labelled flows")
-        feats.append(table.features.to_numpy(np.float64))
-        binary.append(table.binary)
-        family.append(table.family)
-        labels.append(table.labels.to_numpy(dtype=str))
-        source.append(np.full(len(table), Path(path).name, dtype=object))
-        extraction.append(np.full(len(table), table.extractor, dtype=object))
+        file_labels = table.labels.to_numpy(dtype=str)
+        keep = ~np.array([is_attempted(label) for label in file_labels], dtype=bool)
+        if not keep.all():
+            attempted[Path(path).name] = int((~keep).sum())
+        feats.append(table.features.to_numpy(np.float64)[keep])
+        binary.append(table.binary[keep])
+        family.append(table.family[keep])
+        labels.append(file_labels[keep])
+        source.append(np.full(int(keep.sum()), Path(path).name, dtype=object))
+        extraction.append(np.full(int(keep.sum()), table.extractor, dtype=object))
         hashes.append(f"{Path(path).name}:{file_sha256(Path(path))}")
     combined = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
     return Corpus(np.concatenate(feats), np.concatenate(binary), np.concatenate(family),
                   np.concatenate(labels), np.concatenate(source).astype(str), combined,
-                  np.concatenate(extraction).astype(str))
+                  np.concatenate(extraction).astype(str), attempted)
 
 
 def split_indices(corpus: Corpus, seed: int) -> dict[str, np.ndarray]:

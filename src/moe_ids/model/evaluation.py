@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from moe_ids.core import artifacts
-from moe_ids.core.labels import FAMILIES
+from moe_ids.core.labels import FAMILIES, is_attempted
 from moe_ids.core.preprocessing import Preprocessor
 from moe_ids.data.corpus import Corpus, file_sha256, load_corpus, model_split, split_indices
 from moe_ids.data.loading import load_flows
@@ -134,7 +134,16 @@ def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ..
         from moe_ids.core.schema import FEATURE_NAMES
 
         d.features = withhold_columns(d.features, FEATURE_NAMES, withhold)
-    result: dict = {"model_dir": str(model_dir), "evaluated_on": eval_set.description, "flows": int(len(d.binary)),
+    attempted = np.array([is_attempted(label) for label in d.labels], dtype=bool)
+    attempted_report = attempted_flows(d.subset(np.where(attempted)[0]), model, pre) if attempted.any() else None
+    if attempted.all():
+        raise ValueError(f"{eval_set.description}: every flow is labelled '- Attempted' (an attack that delivered "
+                         "nothing); there is nothing to score as Normal or Attack")
+    description = eval_set.description
+    if attempted.any():
+        d = d.subset(np.where(~attempted)[0])
+        description += f"; its {int(attempted.sum())} flows labelled '- Attempted' are reported apart"
+    result: dict = {"model_dir": str(model_dir), "evaluated_on": description, "flows": int(len(d.binary)),
                     "withheld": list(withhold),
                     "missing": [], "baseline": {"name": "HistGradientBoostingClassifier", "missing": []}}
     for i, frac in enumerate(missing):
@@ -158,7 +167,27 @@ def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ..
             result["by_source"] = grouped_report(d, d.source, out, base_p)
     if baseline is None:
         result.pop("baseline")
+    if attempted_report is not None:
+        result["attempted"] = attempted_report
     return result
+
+
+def attempted_flows(d: Corpus, model, pre: Preprocessor) -> dict:
+    """What the model says of flows labelled as attempted attacks, kept out of every other figure: such a flow
+    is the attack tool's, but carried nothing of the attack, so calling it Attack or Normal is neither right
+    nor wrong. The share called Attack (and flagged out-of-distribution) per label says how the model treats
+    them."""
+    from moe_ids.model.prediction import predict_numpy
+
+    out = predict_numpy(model, pre, d.features)
+    attack = out["probabilities"][:, 1] >= 0.5
+    ood = np.asarray(out["ood"], dtype=bool)
+    by_label = {label: {"flows": int((d.labels == label).sum()),
+                        "called_attack": float(attack[d.labels == label].mean()),
+                        "out_of_distribution": float(ood[d.labels == label].mean())}
+                for label in sorted(set(d.labels.tolist()))}
+    return {"flows": int(len(d.labels)), "called_attack": float(attack.mean()),
+            "out_of_distribution": float(ood.mean()), "by_label": by_label}
 
 
 def trust_report(y_bin: np.ndarray, p_attack: np.ndarray, ood: np.ndarray,
@@ -305,6 +334,15 @@ def format_report(result: dict) -> str:
     if excluded:
         lines.append(f"Families with fewer than {MIN_FAMILY_SUPPORT} flows (listed, not in the macro): "
                      + ", ".join(f"{k} ({full['family']['support'][k]})" for k in excluded))
+    attempted = result.get("attempted")
+    if attempted:
+        lines += ["", f"Attempted attacks, in no figure above ({attempted['flows']} flows labelled '- Attempted': "
+                      "the attack tool's flows that delivered nothing): "
+                      f"called Attack {attempted['called_attack']:.4f}, "
+                      f"out-of-distribution {attempted['out_of_distribution']:.4f}"]
+        for lab, r in attempted["by_label"].items():
+            lines.append(f"  {lab:<40} called Attack {r['called_attack']:.4f}, out-of-distribution "
+                         f"{r['out_of_distribution']:.4f}  ({r['flows']} flows)")
     return "\n".join(lines)
 
 

@@ -145,6 +145,9 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
     pre = Preprocessor(stats)
     log(f"corpus: {len(corpus.binary)} flows; train {len(train_set.binary)}, val {len(val_set.binary)}, "
         f"test {len(split['test'])}")
+    if corpus.attempted_left_out:
+        log(f"left out {sum(corpus.attempted_left_out.values())} flows labelled '- Attempted' (attacks that "
+            f"delivered nothing; neither Normal nor Attack): {corpus.attempted_left_out}")
 
     model = MixtureOfExperts(MoEConfig())
     all_missing, _, _ = pre.transform(np.full((1, N_FEATURES), np.nan), "median")
@@ -226,6 +229,7 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
             "split_sizes": {k: int(len(v)) for k, v in split.items()},
             "test_indices_digest": indices_digest(split["test"]),
             "citation": "Sharafaldin et al., ICISSP 2018; Engelen et al., IEEE SPW (WTMC) 2021",
+            **({"attempted_left_out": corpus.attempted_left_out} if corpus.attempted_left_out else {}),
         },
         "train_config": cfg.__dict__,
         "best_epoch": best_epoch,
