@@ -74,3 +74,34 @@ def attempted_csv(tmp_path: Path) -> Path:
     path = tmp_path / "with_attempted.csv"
     pd.concat([benign, hulk]).to_csv(path, index=False)
     return path
+
+
+# Stratosphere's labelled conn.logs (IoT-23 ``conn.log.labeled``): the last three fields joined by
+# three spaces instead of the separator, in the #fields line and in every record.
+_IOT23_FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto service duration orig_bytes resp_bytes "
+                 "conn_state local_orig local_resp missed_bytes history orig_pkts orig_ip_bytes resp_pkts "
+                 "resp_ip_bytes").split() + ["tunnel_parents   label   detailed-label"]
+_IOT23_TYPES = ("time string addr port addr port enum string interval count count string bool bool count string "
+                "count count count count").split() + ["set[string]   string   string"]
+_IOT23_RECORDS = [
+    "1525879831.015811 CUmrqr4svHuSXJy5z7 192.168.100.103 51524 65.127.233.163 23 tcp - 2.999051 0 0 S0 - - 0 S "
+    "3 180 0 0".split() + ["-   Malicious   PartOfAHorizontalPortScan"],
+    "1525879832.100000 CH98aB1hFpwZ1k8Xa4 192.168.100.103 40391 192.168.100.1 53 udp dns 0.001187 34 50 SF - - 0 "
+    "Dd 1 62 1 78".split() + ["-   Benign   -"],
+    "1525879833.200000 Ck3Tz23sBzQcLp0vV1 192.168.100.103 40392 192.168.100.1 53 udp dns 0.001200 34 50 SF - - 0 "
+    "Dd 1 62 1 78".split() + ["-   -   -"],
+]
+LABELLED_ZEEK_TSV = "".join([
+    "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n",
+    "\t".join(["#fields", *_IOT23_FIELDS]) + "\n", "\t".join(["#types", *_IOT23_TYPES]) + "\n",
+    *("\t".join(r) + "\n" for r in _IOT23_RECORDS), "#close\t2018-05-09-16-00-00\n"])
+
+
+
+@pytest.fixture
+def labelled_conn_log(tmp_path: Path) -> Path:
+    """A labelled Zeek conn.log in IoT-23's layout (records written by hand in that format; no sensor runs here):
+    a port-scan SYN, a benign DNS exchange and a record without a label."""
+    path = tmp_path / "conn.log.labeled"
+    path.write_text(LABELLED_ZEEK_TSV)
+    return path

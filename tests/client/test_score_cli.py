@@ -56,6 +56,18 @@ def test_score_agreement_leaves_attempted_attacks_out(triton_server, attempted_c
     assert "of 80 flows, attempted attacks left out" in summary
 
 
+def test_score_a_labelled_conn_log_keeps_its_labels(triton_server, labelled_conn_log, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """IoT-23's layout: every record scored, its label carried into the output, the unlabelled one in no
+    agreement figure."""
+    out = tmp_path / "scored.csv"
+    assert main(["score", str(labelled_conn_log), "-o", str(out), "--url", triton_server.grpc_url, "-q"]) == 0
+    scored = pd.read_csv(out)
+    assert list(scored["uid"]) == ["CUmrqr4svHuSXJy5z7", "CH98aB1hFpwZ1k8Xa4", "Ck3Tz23sBzQcLp0vV1"]
+    assert list(scored["label"][:2]) == ["PartOfAHorizontalPortScan", "Benign"] and pd.isna(scored["label"][2])
+    assert "of 2 flows" in capsys.readouterr().err
+
+
 def test_score_skips_repeated_header_lines(triton_server, repeated_header_csv, tmp_path: Path,
                                           capsys: pytest.CaptureFixture) -> None:
     """A header line repeated inside the file is not a flow: no verdict for it, every real row scored."""

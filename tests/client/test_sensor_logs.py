@@ -90,3 +90,22 @@ def test_a_bad_record_names_its_line(tmp_path: Path) -> None:
 
 def test_a_csv_is_not_a_sensor_log() -> None:
     assert sniff("data/cicids2017-original/orig_Wednesday_head200.csv.gz") is None
+
+
+def test_labelled_zeek_tsv_with_space_joined_fields(labelled_conn_log: Path) -> None:
+    path = labelled_conn_log
+    assert sniff(path) == "zeek"
+    (chunk,) = read_sensor_log(path, "zeek")
+    assert list(chunk.ids["uid"]) == ["CUmrqr4svHuSXJy5z7", "CH98aB1hFpwZ1k8Xa4", "Ck3Tz23sBzQcLp0vV1"]
+    # a malicious flow is named by its detailed label, a benign one by its label, an unlabelled one by nothing
+    assert list(chunk.ids["label"][:2]) == ["PartOfAHorizontalPortScan", "Benign"]
+    assert chunk.ids["label"].isna()[2]
+    assert chunk.features.loc[0, "Total Fwd Packets"] == 3
+    assert chunk.features.loc[1, "Flow Duration"] == pytest.approx(1187)
+
+
+def test_a_record_short_of_its_space_joined_fields_names_its_line(labelled_conn_log: Path) -> None:
+    path = labelled_conn_log
+    path.write_text(path.read_text().replace("-   Benign   -", "-   Benign"))
+    with pytest.raises(SensorLogError, match="line 9: 22 values for the 23 fields"):
+        list(read_sensor_log(path, "zeek"))

@@ -163,3 +163,27 @@ def test_attempted_attacks_are_reported_apart_from_every_figure(model_dir, capsy
     text = format_report(report)
     assert "Attempted attacks, in no figure above (25 flows" in text
     assert "DoS Hulk - Attempted" in text
+
+
+def test_evaluate_reads_a_labelled_zeek_conn_log(model_dir, capsys, labelled_conn_log):
+    """A labelled conn.log (IoT-23's layout) is evaluated as `moe-ids score` reads it, through the zeek profile;
+    the record without a label is left out and said so."""
+    path = labelled_conn_log
+    assert main(["evaluate", "--model-dir", str(model_dir), "--data", str(path), "--missing", "0",
+                 "--no-baseline", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["flows"] == 2 and "extractor zeek" in report["evaluated_on"]
+    assert "1 unlabelled records left out" in report["evaluated_on"]
+    assert set(report["missing"][0]["per_label_recall"]) == {"BENIGN", "PartOfAHorizontalPortScan"}
+    assert report["by_extraction"]["zeek"]["attacks"] == 1
+    assert report["by_extraction"]["zeek"]["families"]["PortScan"]["flows"] == 1
+
+
+def test_evaluate_refuses_an_unlabelled_sensor_log(model_dir, capsys, tmp_path):
+    path = tmp_path / "conn.log"
+    path.write_text(json.dumps({"ts": 1.0, "uid": "C1", "id.orig_h": "10.0.0.1", "id.orig_p": 1000,
+                                "id.resp_h": "10.0.0.2", "id.resp_p": 443, "proto": "tcp", "duration": 0.25,
+                                "orig_bytes": 10, "resp_bytes": 20, "orig_pkts": 2, "resp_pkts": 3}) + "\n")
+    assert main(["evaluate", "--model-dir", str(model_dir), "--data", str(path), "--missing", "0",
+                 "--no-baseline"]) == 2
+    assert "conn.log: a zeek file without a label field" in capsys.readouterr().err

@@ -22,7 +22,8 @@ def parse_fractions(text: str) -> tuple[float, ...]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate on labelled CIC-IDS2017 flows (held-out split by default)")
     p.add_argument("--data", type=Path, default=None,
-                   help="labelled CSV in either format (default: held-out split of the bundled corpus)")
+                   help="labelled flows: a CSV of any supported extractor, or a Zeek conn.log with label fields "
+                        "(default: held-out split of the bundled corpus)")
     p.add_argument("--model-dir", type=Path, default=None)
     p.add_argument("--missing", type=parse_fractions, default="0,0.25,0.5,0.75",
                    help="fractions of features removed at random per flow (default 0,0.25,0.5,0.75)")
@@ -51,9 +52,13 @@ def run(args: argparse.Namespace) -> int:
     from moe_ids.model.evaluation import evaluate, format_report, leave_one_out, plot_report
 
     missing = args.missing if isinstance(args.missing, tuple) else parse_fractions(args.missing)
-    result = evaluate(args.model_dir or default_model_dir(), args.data, missing, args.seed,
-                      with_baseline=not args.no_baseline, extractor=args.extractor,
-                      withhold=withheld_features(args))
+    try:
+        result = evaluate(args.model_dir or default_model_dir(), args.data, missing, args.seed,
+                          with_baseline=not args.no_baseline, extractor=args.extractor,
+                          withhold=withheld_features(args))
+    except (ValueError, FileNotFoundError) as exc:  # the data cannot be evaluated: say why, no traceback
+        print(f"moe-ids evaluate: {exc}", file=sys.stderr)
+        return 2
     left_out = list(args.leave_out)
     if args.leave_one_out:
         left_out += [e for e in sorted(set(np.unique(load_corpus().extraction).tolist())) if e not in left_out]

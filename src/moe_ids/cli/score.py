@@ -108,7 +108,8 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
                 counts["out_of_distribution"] += int(result["out_of_distribution"].sum())
             if labels is not None:
                 cleaned = labels.map(clean_label)
-                judged = ~cleaned.map(is_attempted).to_numpy(dtype=bool)  # neither Normal nor Attack
+                # an attempted attack is neither Normal nor Attack; a record of a labelled log may carry none
+                judged = ~cleaned.map(is_attempted).to_numpy(dtype=bool) & labels.notna().to_numpy()
                 truth = (cleaned != "BENIGN").to_numpy()
                 counts["labelled"] += int(judged.sum())
                 counts["attempted"] = counts.get("attempted", 0) + int((~judged).sum())

@@ -80,4 +80,5 @@ def _sensor_chunks(path: Path, kind: str, chunk_rows: int, counts: dict[str, Any
 
     chunks = read_pcap(path, chunk_rows) if kind == "pcap" else read_sensor_log(path, kind, chunk_rows, skipped)
     for chunk in chunks:
-        yield chunk.ids, chunk.features, None
+        labels = chunk.ids["label"] if "label" in chunk.ids else None  # a labelled Zeek conn.log
+        yield chunk.ids, chunk.features, labels

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import pandas as pd
 
+from moe_ids.core.labels import clean_label
 from moe_ids.data.extractors import RECORD_EXTRACTORS
 
 from .suricata import from_suricata_flow
@@ -72,8 +73,15 @@ def sniff(path: str | Path) -> str | None:
 
 
 def _zeek_records(fh: IO[str]) -> Iterator[tuple[int, Mapping[str, Any] | None]]:
-    """(line number, record) for TSV (``#fields`` header, ``-`` unset) or JSON-lines conn.log files."""
+    """(line number, record) for TSV (``#fields`` header, ``-`` unset) or JSON-lines conn.log files.
+
+    Labelled conn.logs of Stratosphere's data sets (IoT-23's ``conn.log.labeled``) join their last fields with
+    spaces instead of the separator (``tunnel_parents   label   detailed-label``, values alike): a field name
+    holding spaces is read as that many fields, and its value split the same way.
+    """
     fields: list[str] | None = None
+    header: list[str] = []
+    joined: set[int] = set()  # positions in the header line whose name is several space-joined names
     separator = "\t"
     for number, line in enumerate(fh, start=1):
         text = line.rstrip("\n")
@@ -84,7 +92,9 @@ def _zeek_records(fh: IO[str]) -> Iterator[tuple[int, Mapping[str, Any] | None]]
                 raw = text.split(" ", 1)[1].strip() if " " in text else "\\x09"
                 separator = raw.encode().decode("unicode_escape") if raw.startswith("\\x") else raw
             elif text.startswith("#fields"):
-                fields = text.split(separator)[1:]
+                header = text.split(separator)[1:]
+                joined = {i for i, name in enumerate(header) if len(name.split()) > 1}
+                fields = [part for name in header for part in name.split()]
             continue
         if text.lstrip().startswith("{"):
             try:
@@ -95,8 +105,13 @@ def _zeek_records(fh: IO[str]) -> Iterator[tuple[int, Mapping[str, Any] | None]]
         if fields is None:
             raise SensorLogError(f"line {number}: a TSV record before the #fields header")
         values = text.split(separator)
-        if len(values) != len(fields):
-            raise SensorLogError(f"line {number}: {len(values)} values for {len(fields)} #fields")
+        if len(values) != len(header):
+            raise SensorLogError(f"line {number}: {len(values)} values for {len(header)} #fields")
+        if joined:
+            values = [part for i, value in enumerate(values) for part in (value.split() if i in joined else [value])]
+            if len(values) != len(fields):
+                raise SensorLogError(f"line {number}: {len(values)} values for the {len(fields)} fields of the "
+                                     "#fields line, counting its space-joined names one by one")
         yield number, dict(zip(fields, values))
 
 
@@ -116,7 +131,23 @@ def _suricata_records(fh: IO[str]) -> Iterator[tuple[int, Mapping[str, Any] | No
 
 
 def _zeek_ids(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: record.get(name) for name in ZEEK_IDS}
+    ids = {name: record.get(name) for name in ZEEK_IDS}
+    if "label" in record:
+        ids["label"] = zeek_label(record)
+    return ids
+
+
+def zeek_label(record: Mapping[str, Any]) -> str | None:
+    """The ground truth a labelled conn.log carries: ``label`` (``Benign`` / ``Malicious``), or for a malicious
+    flow its ``detailed-label`` (``PartOfAHorizontalPortScan``, ``DDoS``, ``C&C``), which names the attack;
+    None where the record is not labelled (``-``)."""
+    label = record.get("label")
+    if label is None or str(label).strip() in ("", "-"):
+        return None
+    detailed = record.get("detailed-label")
+    if detailed is not None and str(detailed).strip() not in ("", "-") and clean_label(label) != "BENIGN":
+        return str(detailed).strip()
+    return str(label).strip()
 
 
 def _suricata_ids(event: Mapping[str, Any]) -> dict[str, Any]:

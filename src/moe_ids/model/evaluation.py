@@ -49,6 +49,11 @@ def held_out_set(model_dir: Path, data: Path | None,
         sub = corpus.subset(rows)
         return EvalSet(sub, f"held-out rows of training source {data.name} ({len(rows)} flows)"), \
             corpus, split["train"]
+    from moe_ids.client.flow_files import file_kind
+
+    kind = file_kind(data, extractor)
+    if kind is not None:
+        return _sensor_set(data, kind), corpus, split["train"]
     table = load_flows(data, extractor=extractor)
     if table.binary is None:
         raise ValueError(f"{data}: no Label column; evaluation needs labelled flows")
@@ -57,6 +62,35 @@ def held_out_set(model_dir: Path, data: Path | None,
                  np.full(len(table), table.extractor))
     return EvalSet(ext, f"{data.name}, not used in training ({len(table)} flows, extractor {table.extractor})"), \
         corpus, split["train"]
+
+
+def _sensor_set(path: Path, kind: str) -> EvalSet:
+    """A labelled sensor log (a Zeek conn.log with ``label`` / ``detailed-label``, as IoT-23 publishes them) read
+    as ``moe-ids score`` reads it; records without a label are left out and counted."""
+    import pandas as pd
+
+    from moe_ids.client.flow_files import read_flow_file
+    from moe_ids.core.labels import encode
+    from moe_ids.core.schema import FEATURE_NAMES
+
+    features, labels = [], []
+    for _, chunk_features, chunk_labels in read_flow_file(path, kind):
+        if chunk_labels is None:
+            raise ValueError(f"{path}: a {kind} file without a label field; evaluation needs labelled flows")
+        features.append(chunk_features.reindex(columns=list(FEATURE_NAMES)).to_numpy(np.float64))
+        labels.append(chunk_labels.reset_index(drop=True))
+    if not features:
+        raise ValueError(f"{path}: no flow records")
+    x, raw = np.concatenate(features), pd.concat(labels, ignore_index=True)
+    labelled = raw.notna().to_numpy()
+    if not labelled.any():
+        raise ValueError(f"{path}: no record carries a label; evaluation needs labelled flows")
+    cleaned, binary, family = encode(raw[labelled].reset_index(drop=True))
+    n = int(labelled.sum())
+    unlabelled = "" if labelled.all() else f", {int((~labelled).sum())} unlabelled records left out"
+    return EvalSet(Corpus(x[labelled], binary, family, cleaned.to_numpy(dtype=str), np.full(n, path.name),
+                          file_sha256(path), np.full(n, kind)),
+                   f"{path.name}, not used in training ({n} flows, extractor {kind}{unlabelled})")
 
 
 def _is_training_file(path: Path, corpus: Corpus) -> bool:
