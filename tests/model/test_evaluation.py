@@ -187,3 +187,27 @@ def test_evaluate_refuses_an_unlabelled_sensor_log(model_dir, capsys, tmp_path):
     assert main(["evaluate", "--model-dir", str(model_dir), "--data", str(path), "--missing", "0",
                  "--no-baseline"]) == 2
     assert "conn.log: a zeek file without a label field" in capsys.readouterr().err
+
+
+def test_evaluate_a_capture_of_one_attack_tool_with_a_label(model_dir, capsys):
+    """A real pcap of an nmap SYN scan (captured on the loopback interface), turned into flows by NFStream as
+    `moe-ids score` does, every flow labelled PortScan by --label."""
+    path = bundled_data_dir() / "pcaps" / "nmap_loopback_syn_scan.pcap.gz"
+    assert main(["evaluate", "--model-dir", str(model_dir), "--data", str(path), "--label", "PortScan",
+                 "--missing", "0", "--no-baseline", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    pcap = report["by_extraction"]["pcap"]
+    assert pcap["flows"] == pcap["attacks"] == report["flows"] > 900
+    assert pcap["families"]["PortScan"]["flows"] == report["flows"]
+    assert pcap["attacks_detected_or_flagged"] >= 0.9
+
+
+def test_label_replaces_a_csvs_own_labels_and_needs_data(model_dir, capsys):
+    path = bundled_data_dir() / "cicids2017-original" / "orig_Wednesday_head200.csv.gz"
+    assert main(["evaluate", "--model-dir", str(model_dir), "--data", str(path), "--label", "DoS Hulk",
+                 "--missing", "0", "--no-baseline", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["flows"] == 200  # the whole file: relabelled, it is no longer the training source's rows
+    assert set(report["missing"][0]["per_label_recall"]) == {"DoS Hulk"}
+    assert main(["evaluate", "--model-dir", str(model_dir), "--label", "PortScan", "--no-baseline"]) == 2
+    assert "--label labels the flows of --data" in capsys.readouterr().err

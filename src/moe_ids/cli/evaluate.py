@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=None,
                    help="labelled flows: a CSV of any supported extractor, or a Zeek conn.log with label fields "
                         "(default: held-out split of the bundled corpus)")
+    p.add_argument("--label", default=None,
+                   help="label every flow of --data with this (e.g. 'PortScan' for a capture of an nmap scan), "
+                        "replacing any label column it has")
     p.add_argument("--model-dir", type=Path, default=None)
     p.add_argument("--missing", type=parse_fractions, default="0,0.25,0.5,0.75",
                    help="fractions of features removed at random per flow (default 0,0.25,0.5,0.75)")
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = evaluate(args.model_dir or default_model_dir(), args.data, missing, args.seed,
                           with_baseline=not args.no_baseline, extractor=args.extractor,
-                          withhold=withheld_features(args))
+                          withhold=withheld_features(args), label=args.label)
     except (ValueError, FileNotFoundError) as exc:  # the data cannot be evaluated: say why, no traceback
         print(f"moe-ids evaluate: {exc}", file=sys.stderr)
         return 2

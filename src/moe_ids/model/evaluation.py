@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from moe_ids.core import artifacts
-from moe_ids.core.labels import FAMILIES, is_attempted
+from moe_ids.core.labels import FAMILIES, encode, is_attempted
 from moe_ids.core.preprocessing import Preprocessor
 from moe_ids.data.corpus import Corpus, file_sha256, load_corpus, model_split, split_indices
 from moe_ids.data.loading import load_flows
@@ -33,18 +34,21 @@ class EvalSet:
     description: str
 
 
-def held_out_set(model_dir: Path, data: Path | None,
-                 extractor: str | None = None) -> tuple[EvalSet, Corpus, np.ndarray]:
-    """The evaluation flows, the training corpus and its training-split indices (for the baseline)."""
+def held_out_set(model_dir: Path, data: Path | None, extractor: str | None = None,
+                 label: str | None = None) -> tuple[EvalSet, Corpus, np.ndarray]:
+    """The evaluation flows, the training corpus and its training-split indices (for the baseline); ``label``
+    labels every flow of ``data`` (a capture of one attack tool, a file without labels), replacing its own."""
     meta = artifacts.read_json(Path(model_dir) / artifacts.METADATA)
     corpus, split = model_split(model_dir)
+    if label is not None and data is None:
+        raise ValueError("--label labels the flows of --data; the held-out split has labels of its own")
     if data is None:
         test = corpus.subset(split["test"])
         return EvalSet(test, f"held-out test split of the training corpus ({len(test.binary)} flows)"), \
             corpus, split["train"]
     data = Path(data)
     sources = {Path(s).name for s in meta["training_data"]["sources"]}
-    if data.name in sources and _is_training_file(data, corpus):
+    if label is None and data.name in sources and _is_training_file(data, corpus):
         rows = split["test"][corpus.source[split["test"]] == data.name]
         sub = corpus.subset(rows)
         return EvalSet(sub, f"held-out rows of training source {data.name} ({len(rows)} flows)"), \
@@ -53,30 +57,34 @@ def held_out_set(model_dir: Path, data: Path | None,
 
     kind = file_kind(data, extractor)
     if kind is not None:
-        return _sensor_set(data, kind), corpus, split["train"]
+        return _sensor_set(data, kind, label), corpus, split["train"]
     table = load_flows(data, extractor=extractor)
-    if table.binary is None:
-        raise ValueError(f"{data}: no Label column; evaluation needs labelled flows")
-    ext = Corpus(table.features.to_numpy(np.float64), table.binary, table.family,
-                 table.labels.to_numpy(dtype=str), np.full(len(table), data.name), file_sha256(data),
+    labels, binary, family = table.labels, table.binary, table.family
+    if label is not None:
+        labels, binary, family = encode(pd.Series([label] * len(table), dtype=object))
+    if binary is None:
+        raise ValueError(f"{data}: no Label column; evaluation needs labelled flows (or --label)")
+    ext = Corpus(table.features.to_numpy(np.float64), binary, family,
+                 labels.to_numpy(dtype=str), np.full(len(table), data.name), file_sha256(data),
                  np.full(len(table), table.extractor))
     return EvalSet(ext, f"{data.name}, not used in training ({len(table)} flows, extractor {table.extractor})"), \
         corpus, split["train"]
 
 
-def _sensor_set(path: Path, kind: str) -> EvalSet:
-    """A labelled sensor log (a Zeek conn.log with ``label`` / ``detailed-label``, as IoT-23 publishes them) read
-    as ``moe-ids score`` reads it; records without a label are left out and counted."""
-    import pandas as pd
-
+def _sensor_set(path: Path, kind: str, label: str | None = None) -> EvalSet:
+    """A sensor log or capture read as ``moe-ids score`` reads it, labelled by ``label`` or by its own label
+    fields (a Zeek conn.log with ``label`` / ``detailed-label``, as IoT-23 publishes them); records without a
+    label are left out and counted."""
     from moe_ids.client.flow_files import read_flow_file
-    from moe_ids.core.labels import encode
     from moe_ids.core.schema import FEATURE_NAMES
 
     features, labels = [], []
     for _, chunk_features, chunk_labels in read_flow_file(path, kind):
+        if label is not None:
+            chunk_labels = pd.Series([label] * len(chunk_features), dtype=object)
         if chunk_labels is None:
-            raise ValueError(f"{path}: a {kind} file without a label field; evaluation needs labelled flows")
+            raise ValueError(f"{path}: a {kind} file without a label field; evaluation needs labelled flows "
+                             "(or --label, for a capture of one attack tool)")
         features.append(chunk_features.reindex(columns=list(FEATURE_NAMES)).to_numpy(np.float64))
         labels.append(chunk_labels.reset_index(drop=True))
     if not features:
@@ -152,13 +160,13 @@ class Baseline:
 
 def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ...] = DEFAULT_MISSING,
              seed: int = 2017, with_baseline: bool = True, extractor: str | None = None,
-             withhold: tuple[str, ...] = ()) -> dict:
+             withhold: tuple[str, ...] = (), label: str | None = None) -> dict:
     """The full report: per missing fraction, the MoE's and the baseline's figures; with every feature present,
     the same per extraction and per source file, with the trust columns."""
     from moe_ids.model.prediction import predict_numpy
 
     model_dir = Path(model_dir)
-    eval_set, corpus, train_idx = held_out_set(model_dir, data, extractor)
+    eval_set, corpus, train_idx = held_out_set(model_dir, data, extractor, label)
     model = artifacts.load_model(model_dir)
     pre = Preprocessor(artifacts.load_stats(model_dir))
     baseline = Baseline(seed).fit(corpus.subset(train_idx)) if with_baseline else None
