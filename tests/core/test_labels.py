@@ -35,6 +35,12 @@ from moe_ids.core.labels import FAMILIES, clean_label, encode, family_of, is_att
         ("Web Attack \u2013 Brute Force - Attempted", "Web Attack - Brute Force - Attempted", "WebAttack"),
         ("Portscan -Attempted", "PortScan - Attempted", "PortScan"),
         ("Bot - attempted", "Botnet - Attempted", "Botnet"),
+        # IoT-23's detailed labels
+        ("PartOfAHorizontalPortScan", "PartOfAHorizontalPortScan", "PortScan"),
+        ("C&C-HeartBeat", "C&C-HeartBeat", "Botnet"),
+        ("Okiru", "Okiru", "Botnet"),
+        ("DDoS", "DDoS", "DDoS"),
+        ("FileDownload", "FileDownload", None),
         # CIC-DDoS2019
         ("DrDoS_DNS", "DrDoS_DNS", "DDoS"),
         ("UDP-lag", "UDP-lag", "DDoS"),

@@ -3,10 +3,11 @@
 Both releases spell labels differently (``Web Attack � Brute Force`` with a mangled dash in the original,
 ``Portscan`` vs ``PortScan``, ``Bot`` vs ``Botnet``), and the data sets a user scores next to it spell the same
 attacks their own way: CSE-CIC-IDS2018 writes ``FTP-BruteForce``, ``Brute Force -XSS``, ``DoS attacks-Hulk`` and
-``Infilteration``, CIC-DDoS2019 names each reflection attack (``DrDoS_DNS``, ``UDP-lag``). Families group labels
-by the behaviour a detector sees: ``Infiltration - Portscan`` in the corrected release is a port scan launched
-from an infiltrated host, so its flows are port-scan flows and belong to the PortScan family; the raw label is
-kept for per-label reports.
+``Infilteration``, CIC-DDoS2019 names each reflection attack (``DrDoS_DNS``, ``UDP-lag``), IoT-23's labelled
+conn.logs name what a malicious flow was part of (``PartOfAHorizontalPortScan``, ``C&C-HeartBeat``,
+``Okiru``). Families group labels by the behaviour a detector sees: ``Infiltration - Portscan`` in the
+corrected release is a port scan launched from an infiltrated host, so its flows are port-scan flows and belong
+to the PortScan family; the raw label is kept for per-label reports.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def is_attempted(label: str) -> bool:
     from the attack itself, because they look like the benign flows they are. Neither class fits them, so
     training leaves them out and evaluation reports them on their own."""
     return label.endswith(ATTEMPTED)
+
+
+# IoT-23's detailed labels (Stratosphere's labelled conn.logs): command-and-control and the botnets it names
+_IOT_BOTNETS = {"okiru", "okiru-attack", "mirai", "torii", "hajime", "hakai", "muhstik", "gagfyt"}
 
 
 def clean_label(raw: object) -> str:
@@ -102,7 +107,7 @@ def family_of(label: str) -> str | None:
         return "BruteForce"
     if low.startswith("web attack"):
         return "WebAttack"
-    if low.startswith("bot"):
+    if low.startswith("bot") or low.startswith("c&c") or low in _IOT_BOTNETS:
         return "Botnet"
     if low.startswith("infiltration"):
         return "Infiltration"
