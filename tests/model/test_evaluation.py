@@ -159,7 +159,7 @@ def test_attempted_attacks_are_reported_apart_from_every_figure(model_dir, capsy
     attempted = report["attempted"]
     assert attempted["flows"] == 25 and set(attempted["by_label"]) == {"DoS Hulk - Attempted"}
     assert 0.0 <= attempted["called_attack"] <= 1.0
-    assert "reported apart" in report["evaluated_on"]
+    assert "left out of the figures" in report["evaluated_on"]
     text = format_report(report)
     assert "Attempted attacks, in no figure above (25 flows" in text
     assert "DoS Hulk - Attempted" in text

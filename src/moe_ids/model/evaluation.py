@@ -32,6 +32,7 @@ class EvalSet:
 
     data: Corpus
     description: str
+    attempted: Corpus | None = None  # flows labelled '- Attempted', kept out of ``data`` (labels.is_attempted)
 
 
 def held_out_set(model_dir: Path, data: Path | None, extractor: str | None = None,
@@ -53,11 +54,31 @@ def held_out_set(model_dir: Path, data: Path | None, extractor: str | None = Non
         sub = corpus.subset(rows)
         return EvalSet(sub, f"held-out rows of training source {data.name} ({len(rows)} flows)"), \
             corpus, split["train"]
+    return _attempted_apart(_external_set(data, extractor, label)), corpus, split["train"]
+
+
+def _attempted_apart(eval_set: EvalSet) -> EvalSet:
+    """The set without its attempted attacks, which go to ``attempted``: neither Normal nor Attack, they are
+    in no figure (the training corpus leaves them out too)."""
+    attempted = np.array([is_attempted(label) for label in eval_set.data.labels], dtype=bool)
+    if not attempted.any():
+        return eval_set
+    if attempted.all():
+        raise ValueError(f"{eval_set.description}: every flow is labelled '- Attempted' (an attack that delivered "
+                         "nothing); there is nothing to score as Normal or Attack")
+    return EvalSet(eval_set.data.subset(np.where(~attempted)[0]),
+                   eval_set.description + f"; its {int(attempted.sum())} flows labelled '- Attempted' are "
+                                          "left out of the figures",
+                   eval_set.data.subset(np.where(attempted)[0]))
+
+
+def _external_set(data: Path, extractor: str | None, label: str | None) -> EvalSet:
+    """A labelled file that is not a training source, scored whole."""
     from moe_ids.client.flow_files import file_kind
 
     kind = file_kind(data, extractor)
     if kind is not None:
-        return _sensor_set(data, kind, label), corpus, split["train"]
+        return _sensor_set(data, kind, label)
     table = load_flows(data, extractor=extractor)
     labels, binary, family = table.labels, table.binary, table.family
     if label is not None:
@@ -67,8 +88,7 @@ def held_out_set(model_dir: Path, data: Path | None, extractor: str | None = Non
     ext = Corpus(table.features.to_numpy(np.float64), binary, family,
                  labels.to_numpy(dtype=str), np.full(len(table), data.name), file_sha256(data),
                  np.full(len(table), table.extractor))
-    return EvalSet(ext, f"{data.name}, not used in training ({len(table)} flows, extractor {table.extractor})"), \
-        corpus, split["train"]
+    return EvalSet(ext, f"{data.name}, not used in training ({len(table)} flows, extractor {table.extractor})")
 
 
 def _sensor_set(path: Path, kind: str, label: str | None = None) -> EvalSet:
@@ -175,17 +195,11 @@ def evaluate(model_dir: Path, data: Path | None = None, missing: tuple[float, ..
         from moe_ids.client.features import withhold_columns
         from moe_ids.core.schema import FEATURE_NAMES
 
-        d.features = withhold_columns(d.features, FEATURE_NAMES, withhold)
-    attempted = np.array([is_attempted(label) for label in d.labels], dtype=bool)
-    attempted_report = attempted_flows(d.subset(np.where(attempted)[0]), model, pre) if attempted.any() else None
-    if attempted.all():
-        raise ValueError(f"{eval_set.description}: every flow is labelled '- Attempted' (an attack that delivered "
-                         "nothing); there is nothing to score as Normal or Attack")
-    description = eval_set.description
-    if attempted.any():
-        d = d.subset(np.where(~attempted)[0])
-        description += f"; its {int(attempted.sum())} flows labelled '- Attempted' are reported apart"
-    result: dict = {"model_dir": str(model_dir), "evaluated_on": description, "flows": int(len(d.binary)),
+        for part in (d, eval_set.attempted):
+            if part is not None:
+                part.features = withhold_columns(part.features, FEATURE_NAMES, withhold)
+    attempted_report = attempted_flows(eval_set.attempted, model, pre) if eval_set.attempted is not None else None
+    result: dict = {"model_dir": str(model_dir), "evaluated_on": eval_set.description, "flows": int(len(d.binary)),
                     "withheld": list(withhold),
                     "missing": [], "baseline": {"name": "HistGradientBoostingClassifier", "missing": []}}
     for i, frac in enumerate(missing):
