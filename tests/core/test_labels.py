@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from moe_ids.core.labels import FAMILIES, clean_label, encode, family_of, is_attempted
+from moe_ids.core.labels import FAMILIES, attempted_mask, clean_label, encode, family_of, is_attempted
 
 
 @pytest.mark.parametrize(
@@ -63,3 +63,6 @@ def test_only_the_suffix_marks_an_attempted_attack() -> None:
     assert is_attempted(clean_label("FTP-Patator - Attempted"))
     assert not is_attempted(clean_label("Infiltration - Portscan"))  # a real attack with a dash in its name
     assert not is_attempted(clean_label("Attempted"))  # no attack named: an unknown label, not an attempt
+    labels = [clean_label(r) for r in ("BENIGN", "Bot - Attempted", "Infiltration - Portscan", "DoS Hulk -Attempted")]
+    assert attempted_mask(labels).tolist() == [False, True, False, True]
+    assert attempted_mask([]).tolist() == []

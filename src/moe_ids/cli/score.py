@@ -86,7 +86,7 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from moe_ids.client.flow_files import read_flow_file
-    from moe_ids.core.labels import clean_label, is_attempted
+    from moe_ids.core.labels import attempted_mask, clean_label
 
     partial = args.output.with_name(args.output.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
             if labels is not None:
                 cleaned = labels.map(clean_label)
                 # an attempted attack is neither Normal nor Attack; a record of a labelled log may carry none
-                judged = ~cleaned.map(is_attempted).to_numpy(dtype=bool) & labels.notna().to_numpy()
+                judged = ~attempted_mask(cleaned) & labels.notna().to_numpy()
                 truth = (cleaned != "BENIGN").to_numpy()
                 counts["labelled"] += int(judged.sum())
                 counts["attempted"] = counts.get("attempted", 0) + int((~judged).sum())

@@ -13,6 +13,7 @@ to the PortScan family; the raw label is kept for per-label reports.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,6 +53,11 @@ def is_attempted(label: str) -> bool:
     from the attack itself, because they look like the benign flows they are. Neither class fits them, so
     training leaves them out and evaluation reports them on their own."""
     return label.endswith(ATTEMPTED)
+
+
+def attempted_mask(cleaned: Sequence[str] | np.ndarray) -> np.ndarray:
+    """``is_attempted`` of every cleaned label at once (corpus rows, an evaluated file, a scored chunk)."""
+    return np.char.endswith(np.asarray(cleaned, dtype=str), ATTEMPTED)
 
 
 # IoT-23's detailed labels (Stratosphere's labelled conn.logs): command-and-control and the botnets it names

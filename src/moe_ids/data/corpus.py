@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moe_ids.core.labels import is_attempted
+from moe_ids.core.labels import attempted_mask
 from moe_ids.data.loading import bundled_data_dir, load_flows
 
 DEFAULT_SOURCES: tuple[str, ...] = (
@@ -59,7 +59,7 @@ def file_sha256(path: Path) -> str:
 
 def load_corpus(paths: list[Path] | None = None) -> Corpus:
     """Load and concatenate labelled CSVs (the bundled default sources when none are given). Rows labelled as
-    attempted attacks (``labels.is_attempted``) are not loaded; their count per file is kept."""
+    attempted attacks (``labels.attempted_mask``) are not loaded; their count per file is kept."""
     if paths is None:
         root = bundled_data_dir()
         paths = [root / rel for rel in DEFAULT_SOURCES]
@@ -70,7 +70,7 @@ def load_corpus(paths: list[Path] | None = None) -> Corpus:
         if table.binary is None:
             raise ValueError(f"{path}: no Label column; training needs labelled flows")
         file_labels = table.labels.to_numpy(dtype=str)
-        keep = ~np.array([is_attempted(label) for label in file_labels], dtype=bool)
+        keep = ~attempted_mask(file_labels)
         if not keep.all():
             attempted[Path(path).name] = int((~keep).sum())
         feats.append(table.features.to_numpy(np.float64)[keep])

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from moe_ids.core import artifacts
-from moe_ids.core.labels import FAMILIES, encode, is_attempted
+from moe_ids.core.labels import FAMILIES, attempted_mask, encode
 from moe_ids.core.preprocessing import Preprocessor
 from moe_ids.data.corpus import Corpus, file_sha256, load_corpus, model_split, split_indices
 from moe_ids.data.loading import load_flows
@@ -32,7 +32,7 @@ class EvalSet:
 
     data: Corpus
     description: str
-    attempted: Corpus | None = None  # flows labelled '- Attempted', kept out of ``data`` (labels.is_attempted)
+    attempted: Corpus | None = None  # flows labelled '- Attempted', kept out of ``data`` (labels.attempted_mask)
 
 
 def held_out_set(model_dir: Path, data: Path | None, extractor: str | None = None,
@@ -60,7 +60,7 @@ def held_out_set(model_dir: Path, data: Path | None, extractor: str | None = Non
 def _attempted_apart(eval_set: EvalSet) -> EvalSet:
     """The set without its attempted attacks, which go to ``attempted``: neither Normal nor Attack, they are
     in no figure (the training corpus leaves them out too)."""
-    attempted = np.array([is_attempted(label) for label in eval_set.data.labels], dtype=bool)
+    attempted = attempted_mask(eval_set.data.labels)
     if not attempted.any():
         return eval_set
     if attempted.all():
