@@ -12,10 +12,10 @@ import pandas as pd
 from moe_ids.core import contract
 
 from . import protocol as proto
-from .base import ClientBase
+from .base import BatchPlan, ClientBase
 from .errors import MoEClientError
 from .model_info import ModelInfo
-from .results import Prediction
+from .results import Prediction, result_columns, result_data
 from .retry import acall_with_retry
 
 
@@ -133,6 +133,28 @@ class AsyncMoEClient(ClientBase):
         """Score many flows with up to ``concurrency`` requests in flight; rows keep the input's order/index."""
         info = await self.get_model_info()
         plan = self._plan(flows, info, batch_size, missing_strategy, priority, unknown, extractor)
+        return proto.frame_from_parts(await self._run_plan(plan, concurrency, progress), info, plan.index)
+
+    async def predict_outputs(
+        self,
+        flows: pd.DataFrame | list[Mapping[str, Any]] | np.ndarray,
+        batch_size: int = 1024,
+        missing_strategy: str | Sequence[str | None] | None = None,
+        priority: int | str = contract.PRIORITY_BULK,
+        extractor: str | None = None,
+    ) -> dict[str, np.ndarray]:
+        """``predict_batch``'s results as ``result_data`` columns (arrays by column name) rather than a frame:
+        for a service that turns each row into a message of its own, where building the frame would cost more
+        than scoring (``results.prediction_dicts`` reads either)."""
+        info = await self.get_model_info()
+        plan = self._plan(flows, info, batch_size, missing_strategy, priority, None, extractor)
+        parts = await self._run_plan(plan, None, None)
+        if not parts:
+            return {column: np.empty(0) for column in result_columns(info)}
+        return result_data(proto.concat_outputs(parts), info)
+
+    async def _run_plan(self, plan: BatchPlan, concurrency: int | None,
+                        progress: Callable[[int], None] | None) -> list[dict[str, np.ndarray]]:
         gate = asyncio.Semaphore(max(1, int(concurrency or self.concurrency)))
 
         async def run(sl: slice) -> dict[str, np.ndarray]:
@@ -144,10 +166,9 @@ class AsyncMoEClient(ClientBase):
 
         tasks = [asyncio.ensure_future(run(sl)) for sl in plan.slices]
         try:
-            parts = await asyncio.gather(*tasks)
+            return list(await asyncio.gather(*tasks))
         except BaseException:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return proto.frame_from_parts(list(parts), info, plan.index)

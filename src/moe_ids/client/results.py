@@ -71,8 +71,9 @@ def result_columns(info: ModelInfo) -> list[str]:
     return cols
 
 
-def outputs_to_frame(outputs: Mapping[str, np.ndarray], info: ModelInfo, index: pd.Index | None = None) -> pd.DataFrame:
-    """A results frame from the raw output tensors of one or more concatenated responses."""
+def result_data(outputs: Mapping[str, np.ndarray], info: ModelInfo) -> dict[str, np.ndarray]:
+    """The results columns (``result_columns``' names) as arrays, from the raw output tensors of one or more
+    concatenated responses: the one place where tensors become verdicts, for frames and messages alike."""
     probs = np.asarray(outputs[contract.PROBABILITIES], dtype=np.float64)
     gating = np.asarray(outputs[contract.GATING], dtype=np.float64)
     labels = np.asarray(info.binary_labels, dtype=object)
@@ -99,8 +100,13 @@ def outputs_to_frame(outputs: Mapping[str, np.ndarray], info: ModelInfo, index: 
         data[TRUST_COLUMN] = np.asarray(outputs[contract.TRUST], dtype=np.float64).reshape(-1)
         if contract.OUT_OF_DISTRIBUTION in outputs:
             data[OOD_COLUMN] = np.asarray(outputs[contract.OUT_OF_DISTRIBUTION], dtype=bool).reshape(-1)
-    frame = pd.DataFrame(data, index=index if index is not None else pd.RangeIndex(len(probs)))
-    return frame
+    return data
+
+
+def outputs_to_frame(outputs: Mapping[str, np.ndarray], info: ModelInfo, index: pd.Index | None = None) -> pd.DataFrame:
+    """A results frame from the raw output tensors of one or more concatenated responses."""
+    data = result_data(outputs, info)
+    return pd.DataFrame(data, index=index if index is not None else pd.RangeIndex(len(data["confidence"])))
 
 
 def row_to_prediction(row: Mapping[str, Any], info: ModelInfo) -> Prediction:
@@ -119,24 +125,26 @@ def row_to_prediction(row: Mapping[str, Any], info: ModelInfo) -> Prediction:
     )
 
 
-def prediction_dicts(frame: pd.DataFrame, info: ModelInfo) -> list[dict[str, Any]]:
-    """``[row_to_prediction(row).to_dict() for row in frame]`` built column-wise: the same fields and values at a
-    fraction of the cost, for services that turn every verdict into a message (the streaming scorer)."""
-    n = len(frame)
+def prediction_dicts(results: pd.DataFrame | Mapping[str, np.ndarray], info: ModelInfo) -> list[dict[str, Any]]:
+    """``[row_to_prediction(row).to_dict() for row in results]`` built column-wise: the same fields and values at
+    a fraction of the cost, for services that turn every verdict into a message (the streaming scorer).
+    ``results`` is a ``predict_batch`` frame or the columns ``result_data`` makes of raw outputs (no frame on
+    the way: building one costs more than the dicts)."""
+    n = len(results["confidence"])
 
     def column(name: str) -> list[Any]:
-        return frame[name].tolist()
+        return np.asarray(results[name]).tolist()
 
     def table(names: Sequence[str], col: Callable[[str], str]) -> list[dict[str, float]]:
         if not names:
             return [{} for _ in range(n)]
-        values = frame[[col(x) for x in names]].to_numpy(np.float64).tolist()
+        values = np.column_stack([np.asarray(results[col(x)], dtype=np.float64) for x in names]).tolist()
         return [dict(zip(names, row)) for row in values]
 
     families = [None if f is None or (isinstance(f, float) and math.isnan(f)) else str(f)
-                for f in (column("family") if "family" in frame else [None] * n)]
-    trust = column(TRUST_COLUMN) if TRUST_COLUMN in frame else [None] * n
-    ood = [bool(v) for v in column(OOD_COLUMN)] if OOD_COLUMN in frame else [None] * n
+                for f in (column("family") if "family" in results else [None] * n)]
+    trust = column(TRUST_COLUMN) if TRUST_COLUMN in results else [None] * n
+    ood = [bool(v) for v in column(OOD_COLUMN)] if OOD_COLUMN in results else [None] * n
     return [
         {"prediction": str(pred), "confidence": float(conf), "probabilities": probs, "gating": gating,
          "family": fam, "family_probabilities": fam_probs, "model_version": info.version,

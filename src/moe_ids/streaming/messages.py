@@ -85,18 +85,18 @@ def parse_input(subject: str, data: bytes, header_id: str | None = None) -> Flow
             body = json.loads(data)
         except (UnicodeDecodeError, ValueError) as exc:
             raise Rejected("not_json", f"payload is not JSON ({exc})") from None
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):  # what both JSON parsers return for an object
         raise Rejected("not_object", f"payload is JSON {type(body).__name__}, expected an object")
     kind = topology.record_kind(subject)
     if kind is not None:
         return _parse_record(kind, subject, body, header_id)
     flow_id = _check_id(body.get("id"), "id")
-    unknown_fields = sorted(set(body) - ALLOWED_FIELDS)
-    if unknown_fields:
+    if not ALLOWED_FIELDS.issuperset(body):
+        unknown_fields = sorted(set(body) - ALLOWED_FIELDS)
         raise Rejected("unknown_feature", f"unknown field(s) {unknown_fields} in message {flow_id!r}; features "
                                           "go inside \"features\"")
     features = body.get("features")
-    if not isinstance(features, Mapping):
+    if not isinstance(features, dict):
         raise Rejected("bad_features", f"message {flow_id!r}: \"features\" must be an object of name -> number "
                                        f"or null, got {type(features).__name__}")
     if not set(map(type, features.values())) <= _FEATURE_TYPES:
@@ -110,13 +110,13 @@ def parse_input(subject: str, data: bytes, header_id: str | None = None) -> Flow
                                              f"{', '.join(STRATEGIES)}")
         imputation = imputation.strip().lower()
     flow = body.get("flow") or {}
-    if not isinstance(flow, Mapping):
+    if not isinstance(flow, dict):
         raise Rejected("wrong_type", f"message {flow_id!r}: \"flow\" must be an object of identifier fields")
     sensor = body.get("sensor")
     if sensor is not None and not isinstance(sensor, str):
         raise Rejected("wrong_type", f"message {flow_id!r}: \"sensor\" must be a string, got {sensor!r}")
-    return FlowInput(id=flow_id, sensor=topology.sensor_token(sensor), features=dict(features), extractor=AUTO,
-                     imputation=imputation, ts=body.get("ts"), flow=dict(flow))
+    return FlowInput(id=flow_id, sensor=topology.sensor_token(sensor), features=features, extractor=AUTO,
+                     imputation=imputation, ts=body.get("ts"), flow=flow)
 
 
 def _check_id(value: Any, what: str) -> str:
@@ -161,7 +161,7 @@ class FeatureEncoder:
         self._check = lru_cache(maxsize=256)(self._check_names)
         self._positions: dict[tuple[str, tuple[str, ...]], tuple[list[int], list[int]] | None] = {}
 
-    def _check_names(self, names: frozenset[str]) -> str | None:
+    def _check_names(self, names: tuple[str, ...]) -> str | None:
         try:
             column_mapping(sorted(names), self.info.feature_names, "raise")
         except InvalidInputError as exc:
@@ -170,7 +170,7 @@ class FeatureEncoder:
 
     def check(self, flow: FlowInput) -> None:
         """Raise ``Rejected`` for names that are not features (or one feature given twice)."""
-        problem = self._check(frozenset(flow.features))
+        problem = self._check(tuple(flow.features))  # the names in the order sent: one cache entry per producer
         if problem is not None:
             raise Rejected("unknown_feature", f"message {flow.id!r}: {problem}")
 
@@ -225,11 +225,12 @@ def severity(prediction: str, confidence: float, high: float, review: float) -> 
     return None
 
 
-def verdicts(flows: Sequence[FlowInput], results: pd.DataFrame, info: ModelInfo) -> list[dict[str, Any]]:
+def verdicts(flows: Sequence[FlowInput], results: pd.DataFrame | Mapping[str, np.ndarray],
+             info: ModelInfo) -> list[dict[str, Any]]:
     """One verdict object per input (the ``Prediction`` fields plus id, sensor, ts, flow), in order, from the
-    ``predict_batch`` results of those inputs."""
-    if len(results) != len(flows):
-        raise ValueError(f"{len(results)} results for {len(flows)} flows")
+    ``predict_batch`` / ``predict_outputs`` results of those inputs."""
+    if len(results["confidence"]) != len(flows):
+        raise ValueError(f"{len(results['confidence'])} results for {len(flows)} flows")
     out = []
     for flow, prediction in zip(flows, prediction_dicts(results, info)):
         verdict: dict[str, Any] = {"id": flow.id, **prediction, "sensor": flow.sensor}

@@ -62,6 +62,7 @@ def verdict_subject(sensor: Any) -> str:
     return f"{VERDICT_PREFIX}.{sensor_token(sensor)}"
 
 
+@lru_cache(maxsize=1024)
 def record_kind(subject: str) -> str | None:
     """``zeek`` / ``suricata`` for a record sent as is on its subject, None for an input message."""
     for kind, prefix in RECORD_SUBJECTS.items():

@@ -22,11 +22,9 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from moe_ids.client import AsyncMoEClient, InvalidInputError, ModelNotReadyError
 from moe_ids.client.errors import TRANSIENT_ERRORS, MoEClientError
@@ -223,12 +221,12 @@ class ScorerWorker:
         good: list[tuple[Any, msgs.FlowInput]] = []
         bad: list[tuple[Any, msgs.Rejected]] = []
         for msg in batch:
-            meta = msg.metadata
-            if meta.num_delivered > 1:
+            delivered = broker.delivery(msg).delivered
+            if delivered > 1:
                 self.metrics.redelivered()
             try:
-                if meta.num_delivered > self.settings.max_deliveries:
-                    raise msgs.Rejected("too_many_deliveries", f"delivered {meta.num_delivered} times without a "
+                if delivered > self.settings.max_deliveries:
+                    raise msgs.Rejected("too_many_deliveries", f"delivered {delivered} times without a "
                                                                f"verdict (limit {self.settings.max_deliveries})")
                 header_id = (msg.headers or {}).get(topology.MSG_ID_HEADER)
                 flow = msgs.parse_input(msg.subject, msg.data, header_id)
@@ -246,12 +244,13 @@ class ScorerWorker:
             await self._publish_verdicts(good, results)
 
     async def _score(self, flows: Sequence[msgs.FlowInput],
-                     held: Sequence[Any]) -> tuple[pd.DataFrame, dict[int, msgs.Rejected]]:
-        """Results of the flows the server accepts (in order) and the refused ones by position."""
+                     held: Sequence[Any]) -> tuple[dict[str, np.ndarray], dict[int, msgs.Rejected]]:
+        """Results (``result_data`` columns) of the flows the server accepts, in order, and the refused ones by
+        position."""
         x = self._encoder.encode(flows)
         imputation = msgs.strategies(flows)
         refused: dict[int, msgs.Rejected] = {}
-        parts: list[tuple[np.ndarray, pd.DataFrame]] = []
+        parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
 
         async def run(rows: np.ndarray) -> None:
             try:
@@ -267,17 +266,20 @@ class ScorerWorker:
 
         await run(np.arange(len(flows)))
         if not parts:
-            return pd.DataFrame(), refused
+            return {}, refused
         parts.sort(key=lambda p: int(p[0][0]))
-        return pd.concat([p[1] for p in parts], ignore_index=True), refused
+        if len(parts) == 1:
+            return parts[0][1], refused
+        return {name: np.concatenate([p[1][name] for p in parts]) for name in parts[0][1]}, refused
 
-    async def _infer(self, x: np.ndarray, imputation: list[str | None], held: Sequence[Any]) -> pd.DataFrame:
+    async def _infer(self, x: np.ndarray, imputation: list[str | None],
+                     held: Sequence[Any]) -> dict[str, np.ndarray]:
         """One request (bulk priority) for the batch; retried while the server is away, holding the messages."""
         attempt = 0
         while True:
             try:
-                return await self.client.predict_batch(x, batch_size=len(x), missing_strategy=imputation,
-                                                       priority=contract.PRIORITY_BULK, extractor=DEFAULT_PROFILE)
+                return await self.client.predict_outputs(x, batch_size=len(x), missing_strategy=imputation,
+                                                         priority=contract.PRIORITY_BULK, extractor=DEFAULT_PROFILE)
             except RETRYABLE as exc:
                 if isinstance(exc, ModelNotReadyError):
                     self.client._info = None  # a reloaded model may have changed: read it again
@@ -302,47 +304,41 @@ class ScorerWorker:
         if self._stopping.is_set() and held:
             raise asyncio.CancelledError("stopping while Triton is unavailable")
 
-    async def _publish_verdicts(self, good: list[tuple[Any, msgs.FlowInput]], results: pd.DataFrame) -> None:
+    async def _publish_verdicts(self, good: list[tuple[Any, msgs.FlowInput]],
+                                results: dict[str, np.ndarray]) -> None:
         if not good:
             return
         verdicts = msgs.verdicts([f for _, f in good], results, self._info)
-        futures: list[asyncio.Future] = []
+        out: list[tuple[str, bytes, str]] = []
         severities: list[str | None] = []
+        high, review = self.settings.alert_high, self.settings.alert_review
         for (_, flow), verdict in zip(good, verdicts):
             body = msgs.encode_json(verdict)
-            futures.append(await self._out.publish(
-                topology.verdict_subject(flow.sensor), body,
-                headers={topology.MSG_ID_HEADER: topology.VERDICT_ID_PREFIX + flow.id}))
-            level = msgs.severity(verdict["prediction"], verdict["confidence"], self.settings.alert_high,
-                                  self.settings.alert_review)
+            out.append((topology.verdict_subject(flow.sensor), body, topology.VERDICT_ID_PREFIX + flow.id))
+            level = msgs.severity(verdict["prediction"], verdict["confidence"], high, review)
             severities.append(level)
             if level is not None:
-                subject = topology.ALERT_HIGH if level == "high" else topology.ALERT_REVIEW
-                futures.append(await self._out.publish(
-                    subject, msgs.alert_body(body, level),
-                    headers={topology.MSG_ID_HEADER: topology.ALERT_ID_PREFIX + flow.id}))
-        await self._await_publishes(futures)
-        now = datetime.now(timezone.utc)
-        for msg, _ in good:
-            await msg.ack()
+                out.append((topology.ALERT_HIGH if level == "high" else topology.ALERT_REVIEW,
+                            msgs.alert_body(body, level), topology.ALERT_ID_PREFIX + flow.id))
+        await self._await_publishes(await self._out.publish_many(out))
+        await broker.acknowledge(self._nc, [msg.reply for msg, _ in good])
+        now = time.time()
         self.metrics.verdicts_published([v["prediction"] for v in verdicts], severities,
-                                        [(now - msg.metadata.timestamp).total_seconds() for msg, _ in good],
+                                        [now - broker.delivery(msg).stored_at for msg, _ in good],
                                         [flow.sensor for _, flow in good],
                                         [v.get("out_of_distribution") for v in verdicts])
 
     async def _dead_letter(self, rejected: list[tuple[Any, msgs.Rejected]]) -> None:
-        futures = []
+        out: list[tuple[str, bytes, str]] = []
         for msg, exc in rejected:
-            meta = msg.metadata
+            where = broker.delivery(msg)
             try:
                 ident = msgs.parse_input(msg.subject, msg.data, (msg.headers or {}).get(topology.MSG_ID_HEADER)).id
             except msgs.Rejected:
-                ident = f"seq:{meta.sequence.stream}"  # stable across redeliveries
-            body = msgs.dead_letter(msg.subject, msg.data, exc.reason, exc.detail, meta.num_delivered,
-                                    meta.sequence.stream)
-            futures.append(await self._out.publish(
-                topology.DLQ_SUBJECT, body, headers={topology.MSG_ID_HEADER: topology.DLQ_ID_PREFIX + ident}))
-        await self._await_publishes(futures)
+                ident = f"seq:{where.stream_seq}"  # stable across redeliveries
+            body = msgs.dead_letter(msg.subject, msg.data, exc.reason, exc.detail, where.delivered, where.stream_seq)
+            out.append((topology.DLQ_SUBJECT, body, topology.DLQ_ID_PREFIX + ident))
+        await self._await_publishes(await self._out.publish_many(out))
         for msg, exc in rejected:
             await msg.term()
             self.metrics.dead_lettered(exc.reason)
