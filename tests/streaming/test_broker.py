@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from moe_ids.streaming import broker
 from moe_ids.streaming.nats_server import NatsServer
@@ -33,3 +36,101 @@ def test_a_broker_that_goes_away_is_reported(nats_server: NatsServer) -> None:
 
     asyncio.run(run())
     assert "disconnected from NATS" in lines
+
+
+def test_publish_many_stores_each_message_once_and_reports_duplicates(nats_server: NatsServer) -> None:
+    """One write of many messages: each is stored under its id, a repeated id is confirmed as a duplicate, and a
+    CR/LF in an id (an input id is whatever its producer sent) cannot inject a header or a protocol line."""
+    from nats.js.api import StreamConfig
+
+    async def run() -> tuple[list, list, list[tuple[str, dict, bytes]]]:
+        nc, js = await broker.connect(nats_server.url, "test", print, timeout=5)
+        await js.add_stream(StreamConfig(name="OUT", subjects=["out.>"], duplicate_window=60))
+        out = await broker.Confirmed(nc).start()
+        messages = [(f"out.s{i % 2}", b'{"n":%d}' % i, f"v:{i}") for i in range(300)]
+        messages.append(("out.s0", b'{"evil":1}', "v:x\r\nNats-Expected-Stream: NOPE\r\n\r\nPUB out.s1 1"))
+        first = await broker.confirmations(await out.publish_many(messages), 10)
+        again = await broker.confirmations(await out.publish_many(messages[:5]), 10)
+        stored = []
+        sub = await js.subscribe("out.>", stream="OUT", ordered_consumer=True)
+        for _ in range((await js.stream_info("OUT")).state.messages):
+            msg = await sub.next_msg(timeout=5)
+            stored.append((msg.subject, dict(msg.headers or {}), msg.data))
+        await nc.close()
+        return first, again, stored
+
+    first, again, stored = asyncio.run(run())
+    assert first == [False] * 301, first[:5]
+    assert again == [True] * 5
+    assert len(stored) == 301
+    assert [s[1]["Nats-Msg-Id"] for s in stored[:3]] == ["v:0", "v:1", "v:2"]
+    assert stored[0][0] == "out.s0" and stored[1][0] == "out.s1" and stored[1][2] == b'{"n":1}'
+    evil = stored[-1]
+    assert evil[2] == b'{"evil":1}' and set(evil[1]) == {"Nats-Msg-Id"}
+    assert "\r" not in evil[1]["Nats-Msg-Id"] and "\n" not in evil[1]["Nats-Msg-Id"]
+
+
+def test_publish_many_refuses_a_subject_with_whitespace(nats_server: NatsServer) -> None:
+    async def run() -> None:
+        nc, _js = await broker.connect(nats_server.url, "test", print, timeout=5)
+        out = await broker.Confirmed(nc).start()
+        try:
+            with pytest.raises(ValueError, match="invalid NATS subject"):
+                await out.publish_many([("out.a b", b"x", "v:1")])
+            assert out._waiting == {}  # nothing left waiting for an ack that cannot come
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+def test_acknowledge_and_delivery_read_a_real_consumer(nats_server: NatsServer) -> None:
+    """Acks sent in one write are taken by JetStream (nothing is redelivered or pending), and the delivery
+    count, stream sequence and store time read from the reply subject agree with nats-py's own metadata."""
+    from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+    async def run() -> tuple[list[broker.Delivery], list, Any, Any]:
+        nc, js = await broker.connect(nats_server.url, "test", print, timeout=5)
+        await js.add_stream(StreamConfig(name="IN", subjects=["in.>"]))
+        for i in range(20):
+            await js.publish("in.x", b"%d" % i)
+        await js.add_consumer("IN", ConsumerConfig(durable_name="c", ack_policy=AckPolicy.EXPLICIT, ack_wait=30))
+        sub = await js.pull_subscribe_bind(durable="c", stream="IN")
+        msgs = await sub.fetch(20, timeout=5)
+        while len(msgs) < 20:
+            msgs += await sub.fetch(20 - len(msgs), timeout=5)
+        seen = [broker.delivery(m) for m in msgs]
+        theirs = [m.metadata for m in msgs]
+        await broker.acknowledge(nc, [m.reply for m in msgs])
+        await nc.flush(timeout=5)
+        await asyncio.sleep(0.2)
+        info = await js.consumer_info("IN", "c")
+        await nc.close()
+        return seen, theirs, info.num_ack_pending, info.num_pending
+
+    seen, theirs, ack_pending, pending = asyncio.run(run())
+    assert ack_pending == 0 and pending == 0
+    for mine, meta in zip(seen, theirs):
+        assert mine.delivered == meta.num_delivered == 1
+        assert mine.stream_seq == meta.sequence.stream
+        assert abs(mine.stored_at - meta.timestamp.timestamp()) < 1e-3
+    assert [d.stream_seq for d in seen] == list(range(1, 21))
+
+
+def test_delivery_reads_both_reply_subject_forms() -> None:
+    class Reply:
+        def __init__(self, reply: str) -> None:
+            self.reply = reply
+
+    v1 = broker.delivery(Reply("$JS.ACK.FLOWS.scorer.3.1042.977.1796287828656269800.12"))
+    assert v1 == broker.Delivery(3, 1042, 1796287828.6562698)
+    v2 = broker.delivery(Reply("$JS.ACK.hub.ACCHASH.FLOWS.scorer.2.7.5.1796287828000000000.0.rnd"))
+    assert (v2.delivered, v2.stream_seq, v2.stored_at) == (2, 7, 1796287828.0)
+    with pytest.raises(Exception, match="(?i)not.*js|jetstream"):
+        broker.delivery(type("M", (), {"reply": "_INBOX.abc", "metadata": property(lambda s: _not_js())})())
+
+
+def _not_js() -> None:
+    from nats.js.errors import NotJSMessageError
+
+    raise NotJSMessageError

@@ -4,6 +4,7 @@ event, and publish confirmations collected with a deadline (an unconfirmed publi
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -179,7 +180,9 @@ class Confirmed:
         if b'"error"' in data or not data:  # no responders / stream missing: an empty status reply
             future.set_exception(RuntimeError(f"JetStream refused the publish: {data[:200]!r}"))
         else:
-            future.set_result(b'"duplicate":true' in data)
+            # nats-server writes '"duplicate": true' (with a space) and omits the field otherwise: decoded only
+            # then, so a stored message costs a substring test
+            future.set_result(b'"duplicate"' in data and json.loads(data).get("duplicate") is True)
 
     def forget(self, futures: list[asyncio.Future]) -> None:
         """Drop the bookkeeping of publishes whose acks will not be waited for any more."""
