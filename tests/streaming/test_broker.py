@@ -134,3 +134,19 @@ def _not_js() -> None:
     from nats.js.errors import NotJSMessageError
 
     raise NotJSMessageError
+
+
+def test_publish_many_refuses_a_message_over_the_servers_max_payload(nats_server: NatsServer) -> None:
+    """Sent anyway, the server would close the connection and every message of the write would be lost."""
+
+    async def run() -> None:
+        nc, _js = await broker.connect(nats_server.url, "test", print, timeout=5)
+        out = await broker.Confirmed(nc).start()
+        try:
+            with pytest.raises(ValueError, match="max_payload"):
+                await out.publish_many([("out.a", b"x", "v:1"), ("out.a", b"x" * nc.max_payload, "v:2")])
+            assert out._waiting == {} and nc.is_connected
+        finally:
+            await nc.close()
+
+    asyncio.run(run())

@@ -153,6 +153,7 @@ class Confirmed:
         prefix = self._prefix.encode()
         commands, futures, tokens = [], [], []
         subjects: dict[str, bytes] = {}
+        limit = self._nc.max_payload
         for subject, payload, msg_id in messages:
             self._count += 1
             token = str(self._count)
@@ -160,6 +161,9 @@ class Confirmed:
             if raw is None:
                 raw = subjects[subject] = _subject(subject)
             header = b"NATS/1.0\r\nNats-Msg-Id: %s\r\n\r\n" % msg_id.strip().translate(_CONTROL).encode()
+            if len(header) + len(payload) > limit:  # the server would close the connection, losing the write
+                raise ValueError(f"a {len(header) + len(payload)}-byte message to {subject} exceeds the server's "
+                                 f"max_payload of {limit} bytes")
             commands.append(b"HPUB %s %s%s %d %d\r\n%s%s\r\n" % (raw, prefix, token.encode(), len(header),
                                                                    len(header) + len(payload), header, payload))
             tokens.append(token)

@@ -59,7 +59,7 @@ class WorkerMetrics:
         self._started = time.monotonic()
         self._last_line = (self._started, 0)  # (when, verdicts) at the previous progress line
         self._counts = {"consumed": 0, "verdicts": 0, "attacks": 0, "alerts": 0, "out_of_distribution": 0, "dlq": 0,
-                        "redelivered": 0}
+                        "redelivered": 0, "batches": 0}
         self.port: int | None = None
 
     def serve(self, port: int | None, host: str = contract.DEFAULT_HOST) -> None:
@@ -74,6 +74,7 @@ class WorkerMetrics:
         self.consumed.inc(n)
         self.batch_size.observe(n)
         self._counts["consumed"] += n
+        self._counts["batches"] += 1
 
     def redelivered(self) -> None:
         self.redeliveries.inc()
@@ -136,7 +137,9 @@ class WorkerMetrics:
         self._last_line = (now, c["verdicts"])
         recent = (c["verdicts"] - verdicts_then) / max(1e-9, now - since)
         overall = c["verdicts"] / max(1e-9, now - self._started)
-        return (f"consumed {c['consumed']}, verdicts {c['verdicts']} (attack {c['attacks']}), alerts {c['alerts']}, "
+        mean_batch = c["consumed"] / max(1, c["batches"])
+        return (f"consumed {c['consumed']} in {c['batches']} batches (mean {mean_batch:.0f}), "
+                f"verdicts {c['verdicts']} (attack {c['attacks']}), alerts {c['alerts']}, "
                 f"out-of-distribution {c['out_of_distribution']}, dead letters {c['dlq']}, "
                 f"redelivered {c['redelivered']}, pending {int(self.pending._value.get())}, "
                 f"{recent:,.0f} verdicts/s now, {overall:,.0f} on average")
