@@ -148,3 +148,14 @@ def test_verdict_json_is_standard_json():
 def test_the_dedup_window_must_outlast_redelivery():
     with pytest.raises(ValueError, match="duplicate window"):
         topology.TopologySettings(duplicate_window_s=50, ack_wait_s=30)
+
+
+def test_a_dead_letter_too_large_for_the_broker_keeps_the_start_of_its_payload() -> None:
+    data = ('{"id":"big","note":"' + "\\u00e9\"x" * 40_000 + '"}').encode()  # escapes grow when quoted again
+    whole = json.loads(m.dead_letter("flows.a", data, "not_json", "why", 1, 7))
+    assert whole["payload"] == data.decode() and "payload_truncated" not in whole
+    small = m.dead_letter("flows.a", data, "not_json", "why", 1, 7, max_bytes=50_000)
+    assert len(small) <= 50_000
+    entry = json.loads(small)
+    assert entry["payload_truncated"] == len(data) and data.decode().startswith(entry["payload"])
+    assert len(entry["payload"]) > 20_000 and entry["stream_sequence"] == 7 and entry["reason"] == "not_json"

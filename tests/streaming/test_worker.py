@@ -62,6 +62,8 @@ def test_every_flow_gets_one_verdict_equal_to_the_sdk_and_bad_messages_are_dead_
         ("flows.test", None, json.dumps({"features": {"Flow Duration": 3}}).encode()),
         flow_message("bad-name", {"Flow Duraton": 3}),
         flow_message("bad-type", {"Flow Duration": "fast"}),
+        # within the broker's 1 MiB limit, but its verdict (which copies "flow") would not be
+        flow_message("huge-flow", {"Flow Duration": 3}, flow={"note": "x" * 1_047_500}),
     ]
     conn = {"uid": "Czeek1", "id.orig_h": "10.0.0.1", "id.orig_p": 40000, "id.resp_h": "10.0.0.2",
             "id.resp_p": 80, "proto": "tcp", "duration": 1.5, "orig_pkts": 6, "resp_pkts": 4, "orig_bytes": 300,
@@ -110,18 +112,21 @@ def test_every_flow_gets_one_verdict_equal_to_the_sdk_and_bad_messages_are_dead_
         assert subject == f"alerts.{alert['severity']}" and headers[topology.MSG_ID_HEADER] == "a:" + alert["id"]
 
     letters = read_json_stream(nats_server.url, topology.DLQ)
-    reasons = {entry["payload"]: entry["reason"] for _, _, entry in letters}
+    huge = next(entry for _, _, entry in letters if entry["reason"] == "verdict_too_large")
+    assert "huge-flow" in huge["detail"] and "max_payload" in huge["detail"]
+    assert huge["payload_truncated"] == len(bad[4][2]) and bad[4][2].decode().startswith(huge["payload"])
+    reasons = {entry["payload"]: entry["reason"] for _, _, entry in letters if entry is not huge}
     assert reasons == {"{not json": "not_json", bad[1][2].decode(): "missing_id",
                        bad[2][2].decode(): "unknown_feature", bad[3][2].decode(): "wrong_type"}
     assert all(subject == topology.DLQ_SUBJECT for subject, _, _ in letters)
 
     assert consumer_state(nats_server.url) == (0, 0), "drained: nothing pending, nothing unacknowledged"
     counts = worker.metrics.counts()
-    assert counts["verdicts"] == len(verdicts) and counts["dlq"] == 4 and counts["alerts"] == len(alerts)
+    assert counts["verdicts"] == len(verdicts) and counts["dlq"] == 5 and counts["alerts"] == len(alerts)
 
     text = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics.port}/metrics", timeout=5).read().decode()
     assert 'moe_ids_stream_dead_letters_total{reason="not_json"} 1.0' in text
-    assert f"moe_ids_stream_consumed_total {float(len(verdicts) + 4)}" in text
+    assert f"moe_ids_stream_consumed_total {float(len(verdicts) + 5)}" in text
     assert "moe_ids_stream_end_to_end_seconds_count" in text
     for sensor in ("edge-1", "edge-2", "gateway"):  # per sensor: verdicts, and those flagged unfamiliar
         scored = sum(1 for v in by_id.values() if v["sensor"] == sensor)

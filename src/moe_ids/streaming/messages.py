@@ -47,6 +47,7 @@ REASONS: tuple[str, ...] = (
     "bad_record",  # a Zeek / Suricata record the SDK's mapping cannot read
     "rejected_by_model",  # the server refused this flow's values (the rest of its batch was scored)
     "too_many_deliveries",  # delivered more often than the worker's limit without a verdict
+    "verdict_too_large",  # the verdict, with the input's "flow" / "ts" copied into it, exceeds the broker's limit
 )
 MAX_ID_LENGTH = 512
 _FEATURE_TYPES = frozenset({int, float, type(None)})  # what JSON numbers and null parse to; bool is not a number
@@ -257,12 +258,34 @@ def alert_body(verdict_body: bytes, level: str) -> bytes:
     return verdict_body[:-1] + separator + b'"severity":"' + level.encode() + b'"}'
 
 
-def dead_letter(subject: str, data: bytes, reason: str, detail: str, delivered: int, stream_seq: int | None) -> bytes:
-    """The DLQ entry: the original payload (text, or base64 when it is not UTF-8), why, and where it came from."""
+def dead_letter(subject: str, data: bytes, reason: str, detail: str, delivered: int, stream_seq: int | None,
+                max_bytes: int | None = None) -> bytes:
+    """The DLQ entry: the original payload (text, or base64 when it is not UTF-8), why, and where it came from.
+
+    An entry that would not fit in ``max_bytes`` (an input near the broker's limit grows when quoted) keeps the
+    start of the payload and says so (``payload_truncated``: the original length); the whole input stays in
+    FLOWS at ``stream_sequence`` for as long as that stream keeps messages."""
     entry: dict[str, Any] = {"reason": reason, "detail": detail, "subject": subject, "delivered": delivered,
                              "stream_sequence": stream_seq}
     try:
         entry["payload"] = data.decode("utf-8")
     except UnicodeDecodeError:
         entry["payload_base64"] = base64.b64encode(data).decode()
-    return json.dumps(entry, separators=(",", ":")).encode()
+    body = json.dumps(entry, separators=(",", ":")).encode()
+    if max_bytes is None or len(body) <= max_bytes:
+        return body
+    key = "payload" if "payload" in entry else "payload_base64"
+    text = entry[key]
+    entry["payload_truncated"] = len(data)
+
+    def encoded(keep: int) -> bytes:
+        return json.dumps({**entry, key: text[:keep]}, separators=(",", ":")).encode()
+
+    low, high = 0, len(text)  # the longest start of the payload that fits (escapes make it not a subtraction)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(encoded(mid)) <= max_bytes:
+            low = mid
+        else:
+            high = mid - 1
+    return encoded(low)

@@ -36,6 +36,7 @@ from . import broker, topology
 from . import messages as msgs
 from .metrics import WorkerMetrics
 
+OUTPUT_OVERHEAD = 1024  # header bytes (id up to 512 characters) and an alert's "severity" beyond the verdict
 RETRYABLE = (*TRANSIENT_ERRORS, ModelNotReadyError)  # a restarting server first loses its models
 LAG_POLL_S = 2.0
 
@@ -309,11 +310,20 @@ class ScorerWorker:
         if not good:
             return
         verdicts = msgs.verdicts([f for _, f in good], results, self._info)
+        bodies = [msgs.encode_json(verdict) for verdict in verdicts]
+        limit = self._nc.max_payload - OUTPUT_OVERHEAD
+        if any(len(body) > limit for body in bodies):  # a producer's huge "flow" / "ts": that flow alone is refused
+            await self._dead_letter([(msg, msgs.Rejected("verdict_too_large", f"message {flow.id!r}: its verdict "
+                                                         f"is {len(body)} bytes, over the broker's max_payload "
+                                                         f"({self._nc.max_payload} bytes with headers); send "
+                                                         "fewer or shorter \"flow\" fields"))
+                                     for (msg, flow), body in zip(good, bodies) if len(body) > limit])
+            kept = [i for i, body in enumerate(bodies) if len(body) <= limit]
+            good, verdicts, bodies = [good[i] for i in kept], [verdicts[i] for i in kept], [bodies[i] for i in kept]
         out: list[tuple[str, bytes, str]] = []
         severities: list[str | None] = []
         high, review = self.settings.alert_high, self.settings.alert_review
-        for (_, flow), verdict in zip(good, verdicts):
-            body = msgs.encode_json(verdict)
+        for (_, flow), verdict, body in zip(good, verdicts, bodies):
             out.append((topology.verdict_subject(flow.sensor), body, topology.VERDICT_ID_PREFIX + flow.id))
             level = msgs.severity(verdict["prediction"], verdict["confidence"], high, review)
             severities.append(level)
@@ -336,7 +346,8 @@ class ScorerWorker:
                 ident = msgs.parse_input(msg.subject, msg.data, (msg.headers or {}).get(topology.MSG_ID_HEADER)).id
             except msgs.Rejected:
                 ident = f"seq:{where.stream_seq}"  # stable across redeliveries
-            body = msgs.dead_letter(msg.subject, msg.data, exc.reason, exc.detail, where.delivered, where.stream_seq)
+            body = msgs.dead_letter(msg.subject, msg.data, exc.reason, exc.detail, where.delivered, where.stream_seq,
+                                    max_bytes=self._nc.max_payload - OUTPUT_OVERHEAD)
             out.append((topology.DLQ_SUBJECT, body, topology.DLQ_ID_PREFIX + ident))
         await self._await_publishes(await self._out.publish_many(out))
         for msg, exc in rejected:
