@@ -150,3 +150,40 @@ def test_publish_many_refuses_a_message_over_the_servers_max_payload(nats_server
             await nc.close()
 
     asyncio.run(run())
+
+
+def test_puller_hands_out_batches_from_one_pull_each_and_keeps_what_arrives_late(nats_server: NatsServer) -> None:
+    """50 stored messages, batches of 20: 20, 20, 10, then an empty fetch after the first wait; every message
+    once, in order, including one whose producer set a ``Status`` header (it is a delivery, not a status reply),
+    and nats-py's pending-bytes accounting back at zero."""
+    import time
+
+    from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+    async def run() -> tuple[list[int], list[bytes], float, int]:
+        nc, js = await broker.connect(nats_server.url, "test", print, timeout=5)
+        await js.add_stream(StreamConfig(name="IN", subjects=["in.>"]))
+        for i in range(50):
+            await js.publish("in.x", b"%d" % i, headers={"Status": "408"} if i == 7 else None)
+        await js.add_consumer("IN", ConsumerConfig(durable_name="c", ack_policy=AckPolicy.EXPLICIT, ack_wait=30))
+        psub = await js.pull_subscribe_bind(durable="c", stream="IN")
+        puller = broker.Puller(nc, psub)
+        sizes, payloads = [], []
+        for _ in range(3):
+            batch = await puller.fetch(20, first_wait_s=1.0, batch_wait_s=0.2)
+            sizes.append(len(batch))
+            payloads += [m.data for m in batch]
+            await broker.acknowledge(nc, [m.reply for m in batch])
+        began = time.monotonic()
+        empty = await puller.fetch(20, first_wait_s=0.3, batch_wait_s=0.05)
+        waited = time.monotonic() - began
+        sizes.append(len(empty))
+        pending = psub._sub._pending_size
+        await nc.close()
+        return sizes, payloads, waited, pending
+
+    sizes, payloads, waited, pending = asyncio.run(run())
+    assert sizes == [20, 20, 10, 0]
+    assert payloads == [b"%d" % i for i in range(50)]
+    assert 0.25 < waited < 1.5
+    assert pending == 0

@@ -18,7 +18,7 @@ from streams import consumer_state, flow_message, publish, read_json_stream, rea
 
 from moe_ids.client import MoEClient
 from moe_ids.data.loading import bundled_data_dir, default_training_csv, load_flows
-from moe_ids.streaming import topology
+from moe_ids.streaming import broker, topology
 from moe_ids.streaming.worker import ScorerWorker, WorkerSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -173,7 +173,8 @@ def test_a_partial_batch_is_handed_on_without_waiting_for_the_batch_to_fill(nats
         await worker._connect()
         try:
             sub = await worker._js.pull_subscribe_bind(durable=topology.CONSUMER, stream=topology.FLOWS)
-            fetching = asyncio.create_task(worker._fetch(sub))  # nothing there yet: it waits for the first
+            puller = broker.Puller(worker._nc, sub)
+            fetching = asyncio.create_task(worker._fetch(puller))  # nothing there yet: it waits for the first
             await asyncio.sleep(0.2)
             await _publish(nats_server.url, [flow_message(f"p-{i}", {"Flow Duration": 1.0 + i}) for i in range(10)])
             published = time.monotonic()

@@ -82,6 +82,78 @@ def delivery(msg: Any) -> Delivery:
     return Delivery(meta.num_delivered, meta.sequence.stream, meta.timestamp.timestamp())
 
 
+class Puller:
+    """Micro-batches from a durable pull consumer, read from the subscription's own queue.
+
+    One pull request asks JetStream for a whole batch (delivered as fast as the server sends it); the
+    messages are then taken from the queue nats-py's read loop fills. nats-py's ``fetch`` hands out each
+    message through ``next_msg``, which makes a uuid, a task and a timed wait per message: measured on 20,000
+    deliveries, 46 us of CPU per message against 15-20 us read this way.
+
+    A delivery is told apart from the server's status replies (408 pull expired, 404 nothing waiting, 409 pull
+    refused) by its ``$JS.ACK`` reply subject, not by a ``Status`` header, which a producer could also set.
+    Messages that arrive after a batch was handed on (the pull can still be open) wait in the queue and start
+    the next batch; they are not lost, and what a stopped worker leaves there is redelivered after AckWait.
+    """
+
+    def __init__(self, nc: Any, psub: Any) -> None:
+        self._nc = nc
+        self._psub = psub
+        self._sub = psub._sub
+        self._queue: asyncio.Queue = psub._sub._pending_queue
+
+    async def _next(self, deadline: float) -> Any | None:
+        """The next delivery or status reply in the queue, or None once ``deadline`` (loop time) has passed."""
+        if self._queue.empty():
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return None
+            try:
+                msg = await asyncio.wait_for(self._queue.get(), left)  # a timed wait only when nothing is there
+            except asyncio.TimeoutError:
+                return None
+        else:
+            msg = self._queue.get_nowait()
+        self._sub._pending_size -= len(msg.data)  # as nats-py's own reads do: its slow-consumer accounting
+        self._queue.task_done()
+        return msg
+
+    async def _pull(self, size: int, expires_s: float) -> None:
+        request = json.dumps({"batch": size, "expires": int(expires_s * 1e9)}).encode()
+        await self._nc.publish(self._psub._nms, request, reply=self._psub._deliver)
+
+    async def fetch(self, size: int, first_wait_s: float, batch_wait_s: float) -> list[Any]:
+        """Up to ``size`` deliveries: wait up to ``first_wait_s`` for the first, then ``batch_wait_s`` for the rest
+        (what is already there comes at once), so a partial batch waits ``batch_wait_s`` by construction."""
+        loop = asyncio.get_running_loop()
+        got: list[Any] = []
+        while len(got) < size and not self._queue.empty():  # deliveries of an earlier, still open pull
+            msg = await self._next(0.0)
+            if _is_delivery(msg):
+                got.append(msg)
+        if not got:
+            await self._pull(size, first_wait_s)  # stays open for the rest of the batch once the first arrives
+            msg = await self._next(loop.time() + first_wait_s + 0.05)
+            if not _is_delivery(msg):
+                return []  # nothing within the wait (or this pull or an older one ended empty)
+            got.append(msg)
+        else:
+            await self._pull(size - len(got), batch_wait_s)
+        deadline = loop.time() + batch_wait_s
+        while len(got) < size:
+            msg = await self._next(deadline)
+            if msg is None:
+                break
+            if not _is_delivery(msg):
+                break  # a pull ended: nothing more is waiting now
+            got.append(msg)
+        return got
+
+
+def _is_delivery(msg: Any) -> bool:
+    return msg is not None and (msg.reply or "").startswith("$JS.ACK.")
+
+
 _CONTROL = str.maketrans({"\r": " ", "\n": " "})
 _NO_WHITESPACE = frozenset(" \t\r\n")
 

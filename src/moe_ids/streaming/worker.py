@@ -132,7 +132,8 @@ class ScorerWorker:
         if self._stopping.is_set():
             return 0
         await self._model_info()
-        sub = await self._js.pull_subscribe_bind(durable=topology.CONSUMER, stream=topology.FLOWS)
+        puller = broker.Puller(self._nc, await self._js.pull_subscribe_bind(durable=topology.CONSUMER,
+                                                                            stream=topology.FLOWS))
         slots = asyncio.Semaphore(max(1, self.settings.inflight))
         tasks: set[asyncio.Task] = set()
         reporter = asyncio.create_task(self._report())
@@ -146,7 +147,7 @@ class ScorerWorker:
                     self._log(f"--max-runtime {self.settings.max_runtime_s:g} s reached")
                     break
                 await slots.acquire()  # all slots busy (e.g. Triton down): no fetching
-                batch = await self._fetch(sub)
+                batch = await self._fetch(puller)
                 if not batch:
                     slots.release()
                     if await self._idle_done():
@@ -169,32 +170,20 @@ class ScorerWorker:
                 await self._nc.close()
         return 0
 
-    async def _fetch(self, sub: Any) -> list[Any]:
+    async def _fetch(self, puller: broker.Puller) -> list[Any]:
         """Up to ``batch_size`` messages: wait up to a second for the first, ``batch_wait_s`` for the rest.
 
-        Why the first is fetched alone: the wait for a partial batch is then ``batch_wait_s`` by construction,
-        whatever the client library does with a pull for many that finds nothing waiting (nats-py 2.16 happens to
-        return after the first message and queue the rest; a pull that stayed open until the batch filled
-        would hold every flow of a moderate stream for up to a second). The rest is pulled with an expiry of
-        ``batch_wait_s``: what is there at once, or what arrives within the wait."""
-        import nats.errors
-
-        size, got = self.settings.batch_size, []
+        Why the wait for the rest starts at the first message: a pull that stayed open until the batch filled
+        would hold every flow of a moderate stream for up to a second; this way the wait for a partial batch is
+        ``batch_wait_s`` by construction."""
         try:
-            got = await sub.fetch(1, timeout=1.0)
-        except nats.errors.TimeoutError:
-            return []
+            got = await puller.fetch(self.settings.batch_size, 1.0, self.settings.batch_wait_s)
         except Exception as exc:  # noqa: BLE001 - broker restarting: the client reconnects by itself
             self._log(f"fetch failed ({type(exc).__name__}: {exc}); retrying")
             await self._sleep(0.5)
             return []
-        deadline = time.monotonic() + self.settings.batch_wait_s
-        while len(got) < size and (left := deadline - time.monotonic()) > 0.001:
-            try:
-                got += await sub.fetch(size - len(got), timeout=left)
-            except Exception:  # noqa: BLE001 - nothing more within the wait
-                break
-        self._last_message = time.monotonic()
+        if got:
+            self._last_message = time.monotonic()
         return got
 
     async def _idle_done(self) -> bool:
