@@ -49,8 +49,8 @@ def test_publish_many_stores_each_message_once_and_reports_duplicates(nats_serve
         out = await broker.Confirmed(nc).start()
         messages = [(f"out.s{i % 2}", b'{"n":%d}' % i, f"v:{i}") for i in range(300)]
         messages.append(("out.s0", b'{"evil":1}', "v:x\r\nNats-Expected-Stream: NOPE\r\n\r\nPUB out.s1 1"))
-        first = await broker.confirmations(await out.publish_many(messages), 10)
-        again = await broker.confirmations(await out.publish_many(messages[:5]), 10)
+        first = await out.wait(await out.publish_many(messages), 10)
+        again = await out.wait(await out.publish_many(messages[:5]), 10)
         stored = []
         sub = await js.subscribe("out.>", stream="OUT", ordered_consumer=True)
         for _ in range((await js.stream_info("OUT")).state.messages):
@@ -187,3 +187,26 @@ def test_puller_hands_out_batches_from_one_pull_each_and_keeps_what_arrives_late
     assert payloads == [b"%d" % i for i in range(50)]
     assert 0.25 < waited < 1.5
     assert pending == 0
+
+
+def test_unconfirmed_publishes_time_out_and_refused_ones_carry_the_error(nats_server: NatsServer) -> None:
+    """A subject a plain subscriber takes but no stream stores gets no ack (TimeoutError after the wait); a
+    subject nobody takes gets the server's no-responders reply (an error): neither counts as stored."""
+
+    async def run() -> tuple[list, list, dict]:
+        nc, _js = await broker.connect(nats_server.url, "test", print, timeout=5)
+        out = await broker.Confirmed(nc).start()
+        async def ignore(_msg: Any) -> None:
+            return None
+
+        await nc.subscribe("quiet.x", cb=ignore)
+        silent = await out.wait(await out.publish_many([("quiet.x", b"1", "v:1"), ("quiet.x", b"2", "v:2")]), 0.5)
+        refused = await out.wait(await out.publish_many([("nobody.x", b"1", "v:3")]), 5)
+        left = dict(out._waiting)
+        await nc.close()
+        return silent, refused, left
+
+    silent, refused, left = asyncio.run(run())
+    assert all(isinstance(r, TimeoutError) for r in silent) and len(silent) == 2
+    assert len(refused) == 1 and isinstance(refused[0], RuntimeError)
+    assert left == {}

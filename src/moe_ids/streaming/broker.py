@@ -194,19 +194,39 @@ async def acknowledge(nc: Any, replies: list[str]) -> None:
         await write(nc, [b"PUB %s 0\r\n\r\n" % _subject(reply) for reply in replies])
 
 
+class PublishBatch:
+    """The acks of one ``publish_many`` call: per message True (a duplicate), False (stored) or the error."""
+
+    __slots__ = ("first", "results", "remaining", "done")
+
+    def __init__(self, first: int, n: int, done: asyncio.Future) -> None:
+        self.first = first  # the token of the first message; the others follow consecutively
+        self.results: list[Any] = [None] * n
+        self.remaining = n
+        self.done = done  # resolved when every message has its ack
+
+    def settle(self, index: int, result: Any) -> None:
+        if self.results[index] is None:
+            self.results[index] = result
+            self.remaining -= 1
+            if self.remaining == 0 and not self.done.done():
+                self.done.set_result(None)
+
+
 class Confirmed:
     """JetStream publishes whose acks arrive on one inbox subscription of this connection.
 
     The same protocol as nats-py's ``publish_async`` (a publish with a reply subject; the stream answers there),
-    without its per-message future bookkeeping, JSON decoding and dataclass: an ack's payload only needs telling
-    apart a stored message, a duplicate and an error. Every verdict and alert goes through here, so that cost is
-    per flow, and ``publish_many`` encodes a whole micro-batch into one write.
+    without its per-message future, JSON decoding and dataclass: an ack's payload only needs telling apart a
+    stored message, a duplicate and an error, and a whole micro-batch shares one future (``PublishBatch``).
+    Every verdict and alert goes through here, so that cost is per flow; ``publish_many`` also encodes the
+    micro-batch into one write.
     """
 
     def __init__(self, nc: Any) -> None:
         self._nc = nc
         self._prefix = ""
-        self._waiting: dict[str, asyncio.Future] = {}
+        self._waiting: dict[str, tuple[PublishBatch, int]] = {}
         self._count = 0
         self._sub: Any = None
 
@@ -215,20 +235,21 @@ class Confirmed:
         self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_ack)
         return self
 
-    async def publish_many(self, messages: list[tuple[str, bytes, str]]) -> list[asyncio.Future]:
-        """Send ``(subject, payload, Nats-Msg-Id)`` messages in one write; one future each, holding True for a
-        duplicate, False for a stored message, or the error.
+    async def publish_many(self, messages: list[tuple[str, bytes, str]]) -> PublishBatch:
+        """Send ``(subject, payload, Nats-Msg-Id)`` messages in one write; ``wait`` for their acks.
 
         The id goes into a header line, so a CR or LF in it (an input's id is whatever its producer sent) becomes
         a space, as nats-py does for header values; ids are checked for length before they get here."""
-        loop = asyncio.get_running_loop()
+        batch = PublishBatch(self._count + 1, len(messages), asyncio.get_running_loop().create_future())
+        if not messages:
+            batch.done.set_result(None)
+            return batch
         prefix = self._prefix.encode()
-        commands, futures, tokens = [], [], []
+        commands = []
         subjects: dict[str, bytes] = {}
         limit = self._nc.max_payload
-        for subject, payload, msg_id in messages:
-            self._count += 1
-            token = str(self._count)
+        for index, (subject, payload, msg_id) in enumerate(messages):
+            token = str(batch.first + index)
             raw = subjects.get(subject)
             if raw is None:
                 raw = subjects[subject] = _subject(subject)
@@ -238,30 +259,42 @@ class Confirmed:
                                  f"max_payload of {limit} bytes")
             commands.append(b"HPUB %s %s%s %d %d\r\n%s%s\r\n" % (raw, prefix, token.encode(), len(header),
                                                                    len(header) + len(payload), header, payload))
-            tokens.append(token)
-            futures.append(loop.create_future())
-        self._waiting.update(zip(tokens, futures))
+        self._count += len(messages)
+        self._waiting.update((str(batch.first + i), (batch, i)) for i in range(len(messages)))
         try:
             await write(self._nc, commands)
         except Exception:
-            self.forget(futures)
+            self.forget(batch)
             raise
-        return futures
+        return batch
+
+    async def wait(self, batch: PublishBatch, timeout: float) -> list[Any]:
+        """Each message's ack (True duplicate, False stored) or error; a TimeoutError for those without an ack
+        within ``timeout``, whose bookkeeping is then dropped."""
+        if batch.remaining:
+            try:
+                await asyncio.wait_for(asyncio.shield(batch.done), timeout)
+            except asyncio.TimeoutError:
+                self.forget(batch)
+                for index, result in enumerate(batch.results):
+                    if result is None:
+                        batch.results[index] = TimeoutError("publish not confirmed")
+        return list(batch.results)
 
     async def _on_ack(self, msg: Any) -> None:
-        future = self._waiting.pop(msg.subject[len(self._prefix):], None)
-        if future is None or future.done():
+        entry = self._waiting.pop(msg.subject[len(self._prefix):], None)
+        if entry is None:
             return
+        batch, index = entry
         data = msg.data
         if b'"error"' in data or not data:  # no responders / stream missing: an empty status reply
-            future.set_exception(RuntimeError(f"JetStream refused the publish: {data[:200]!r}"))
+            batch.settle(index, RuntimeError(f"JetStream refused the publish: {data[:200]!r}"))
         else:
             # nats-server writes '"duplicate": true' (with a space) and omits the field otherwise: decoded only
             # then, so a stored message costs a substring test
-            future.set_result(b'"duplicate"' in data and json.loads(data).get("duplicate") is True)
+            batch.settle(index, b'"duplicate"' in data and json.loads(data).get("duplicate") is True)
 
-    def forget(self, futures: list[asyncio.Future]) -> None:
-        """Drop the bookkeeping of publishes whose acks will not be waited for any more."""
-        stale = {id(f) for f in futures}
-        for token in [t for t, f in self._waiting.items() if id(f) in stale]:
-            del self._waiting[token]
+    def forget(self, batch: PublishBatch) -> None:
+        """Drop the bookkeeping of a batch whose acks will not be waited for any more."""
+        for index in range(len(batch.results)):
+            self._waiting.pop(str(batch.first + index), None)

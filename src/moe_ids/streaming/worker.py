@@ -343,14 +343,12 @@ class ScorerWorker:
             await msg.term()
             self.metrics.dead_lettered(exc.reason)
 
-    async def _await_publishes(self, futures: list[asyncio.Future]) -> None:
+    async def _await_publishes(self, batch: broker.PublishBatch) -> None:
         """Every publish ack (a duplicate counts: the first copy is stored), or raise and ack nothing."""
-        if not futures:
-            return
-        results = await broker.confirmations(futures, self.settings.publish_timeout_s)
+        results = await self._out.wait(batch, self.settings.publish_timeout_s)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
-            self._out.forget(futures)
+            self._out.forget(batch)
             raise RuntimeError(f"{len(failed)} of {len(results)} publishes not confirmed ({failed[0]!r})")
         self.metrics.duplicates(sum(1 for duplicate in results if duplicate is True))
 
