@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from . import topology
+
 
 async def connect(url: str, name: str, log: Callable[[str], None], timeout: float) -> tuple[Any, Any]:
     """(connection, JetStream context); ``url`` may list a cluster's servers, comma-separated. Raises when no
@@ -154,6 +156,7 @@ def _is_delivery(msg: Any) -> bool:
     return msg is not None and (msg.reply or "").startswith("$JS.ACK.")
 
 
+_MSG_ID = topology.MSG_ID_HEADER.encode()
 _CONTROL = str.maketrans({"\r": " ", "\n": " "})
 _NO_WHITESPACE = frozenset(" \t\r\n")
 
@@ -253,7 +256,7 @@ class Confirmed:
             raw = subjects.get(subject)
             if raw is None:
                 raw = subjects[subject] = _subject(subject)
-            header = b"NATS/1.0\r\nNats-Msg-Id: %s\r\n\r\n" % msg_id.strip().translate(_CONTROL).encode()
+            header = b"NATS/1.0\r\n%s: %s\r\n\r\n" % (_MSG_ID, msg_id.strip().translate(_CONTROL).encode())
             if len(header) + len(payload) > limit:  # the server would close the connection, losing the write
                 raise ValueError(f"a {len(header) + len(payload)}-byte message to {subject} exceeds the server's "
                                  f"max_payload of {limit} bytes")
