@@ -68,7 +68,7 @@ def test_evaluate_reports_each_extraction_and_source_with_the_trust_columns(mode
     assert extractions["cicflowmeter"]["macro_f1"] > 0.99
     assert report["missing"][0]["extraction_macro_f1"]["cicflowmeter"] == extractions["cicflowmeter"]["macro_f1"]
     trust = report["missing"][0]["trust"]
-    assert trust["out_of_distribution_share"] <= 0.02  # calibrated at 1% on the validation split
+    assert trust["out_of_distribution_share"] <= 0.02  # calibrated at 1.5% on the validation split (goal: <= 2%)
     assert 0.0 <= trust["host_view_share"] <= 0.005  # and the host view at 0.1% more
     assert all(e["host_view_share"] <= 0.01 for e in extractions.values())
     assert trust["trusted_macro_f1"] >= report["missing"][0]["binary"]["macro_f1"] - 0.001
@@ -131,9 +131,9 @@ def test_withholding_host_features_on_another_networks_scan(model_dir, capsys):
         detected[bool(extra)] = report["missing"][0]["per_label_recall"]["PortScan"]["recall"]
         host = report["missing"][0]["trust"]["host_view_share"]
         assert (host > 0.5) if not extra else (host == 0.0)  # withheld, both passes are the same
-    # with the hosts' parameters the host view flags the scan; withheld, part of it is detected instead (the
-    # withheld run is no longer flagged as a whole: 0.60 caught with the model this training now builds)
-    assert caught[False] >= 0.9 and caught[True] >= detected[True]
+    # with the hosts' parameters the host view flags the scan; withheld, 60% is detected and the rest flagged (at
+    # the 1% threshold it was not: 0.60 caught, README 'The threshold')
+    assert caught[False] >= 0.9 and caught[True] >= 0.9
     assert detected[True] >= 0.5 > 0.1 > detected[False]
 
 
@@ -142,12 +142,12 @@ def test_another_networks_attacks_are_flagged_where_they_are_not_detected(model_
     """A Slowloris run in a VirtualBox lab and an hping3 SYN flood in home traffic (real captures, the Python
     package's flows, not in training): the model calls them Normal, but the trust score flags them, mostly because
     they are somewhat unfamiliar and their verdicts also move without the hosts' TCP parameters (neither alone
-    reaches the 1% threshold for half of them)."""
+    reaches the 1.5% threshold for half of them)."""
     flows = str(bundled_data_dir() / "cicflowmeter-python" / f"{capture}.csv.gz")
     assert main(["evaluate", "--model-dir", str(model_dir), "--data", flows, "--missing", "0", "--no-baseline",
                  "--json"]) == 0
     trust = json.loads(capsys.readouterr().out)["missing"][0]["trust"]
-    assert trust["attacks_detected_or_flagged"] >= 0.8
+    assert trust["attacks_detected_or_flagged"] >= 0.95
     assert trust["host_view_share"] < 0.6 < trust["out_of_distribution_share"]  # more than the flip alone flags
 
 

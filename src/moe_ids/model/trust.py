@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-DEFAULT_ALPHA = 0.01  # stated false-alarm rate of out_of_distribution on in-distribution flows
+DEFAULT_ALPHA = 0.015  # stated false-alarm rate of out_of_distribution on in-distribution flows (see README)
 HOST_ALPHA = 0.001  # share of in-distribution flows the host view adds to them
 HOST_NOISE = 1e-4  # moves of the attack probability below this are float32 noise, not host evidence
 SHRINKAGE = 0.05  # share of the mean variance added to the covariance's diagonal (stable inverse)
