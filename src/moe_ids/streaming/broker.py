@@ -232,37 +232,11 @@ class Confirmed:
         self._waiting: dict[str, tuple[PublishBatch, int]] = {}
         self._count = 0
         self._sub: Any = None
-        self._reader: asyncio.Task | None = None
 
     async def start(self) -> Confirmed:
         self._prefix = self._nc.new_inbox() + "."
-        self._sub = await self._nc.subscribe(self._prefix + "*")  # no callback: read by ``_read_acks``
-        self._reader = asyncio.create_task(self._read_acks())
+        self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_ack)
         return self
-
-    async def close(self) -> None:
-        """Stop reading acks (before the connection closes); publishes still waiting time out."""
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-            self._reader = None
-
-    async def _read_acks(self) -> None:
-        """Settle acks as they arrive, every ack already queued in one pass.
-
-        A subscription callback costs a coroutine and an await per message, and a micro-batch's acks arrive
-        together: one wake-up takes them all."""
-        sub = self._sub
-        queue = sub._pending_queue
-        while True:
-            msg = await queue.get()
-            while True:
-                sub._pending_size -= len(msg.data)  # as nats-py's own reads do: its slow-consumer accounting
-                queue.task_done()
-                self._on_ack(msg)
-                if queue.empty():
-                    break
-                msg = queue.get_nowait()
 
     async def publish_many(self, messages: list[tuple[str, bytes, str]]) -> PublishBatch:
         """Send ``(subject, payload, Nats-Msg-Id)`` messages in one write; ``wait`` for their acks.
@@ -310,7 +284,7 @@ class Confirmed:
                         batch.results[index] = TimeoutError("publish not confirmed")
         return list(batch.results)
 
-    def _on_ack(self, msg: Any) -> None:
+    async def _on_ack(self, msg: Any) -> None:
         entry = self._waiting.pop(msg.subject[len(self._prefix):], None)
         if entry is None:
             return
@@ -321,10 +295,7 @@ class Confirmed:
         else:
             # nats-server writes '"duplicate": true' (with a space) and omits the field otherwise: decoded only
             # then, so a stored message costs a substring test
-            try:
-                batch.settle(index, b'"duplicate"' in data and json.loads(data).get("duplicate") is True)
-            except (ValueError, AttributeError):  # not the JSON object an ack is: the reader must go on
-                batch.settle(index, RuntimeError(f"unreadable JetStream ack: {data[:200]!r}"))
+            batch.settle(index, b'"duplicate"' in data and json.loads(data).get("duplicate") is True)
 
     def forget(self, batch: PublishBatch) -> None:
         """Drop the bookkeeping of a batch whose acks will not be waited for any more."""

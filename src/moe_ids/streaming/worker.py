@@ -162,8 +162,6 @@ class ScorerWorker:
             reporter.cancel()
             self._log(self.metrics.progress_line())
             await self.client.close()
-            if self._out is not None:
-                await self._out.close()
             if self._nc is not None:
                 try:
                     await self._nc.flush(timeout=5)  # the last acks
