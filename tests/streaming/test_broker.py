@@ -210,3 +210,26 @@ def test_unconfirmed_publishes_time_out_and_refused_ones_carry_the_error(nats_se
     assert all(isinstance(r, TimeoutError) for r in silent) and len(silent) == 2
     assert len(refused) == 1 and isinstance(refused[0], RuntimeError)
     assert left == {}
+
+
+def test_an_unreadable_ack_is_an_error_and_the_acks_after_it_still_settle(nats_server: NatsServer) -> None:
+    """A reply on the ack inbox that is not an ack's JSON settles its message as an error (it is not counted as
+    stored), and the next batch is still confirmed."""
+    from nats.js.api import StreamConfig
+
+    async def run() -> tuple[list, list]:
+        nc, js = await broker.connect(nats_server.url, "test", print, timeout=5)
+        await js.add_stream(StreamConfig(name="ACKS", subjects=["acks.>"]))
+        out = await broker.Confirmed(nc).start()
+        forged = broker.PublishBatch(10_000, 1, asyncio.get_running_loop().create_future())
+        out._waiting["10000"] = (forged, 0)
+        await nc.publish(out._prefix + "10000", b'{"duplicate": tru')  # a reply no stream would write
+        unreadable = await out.wait(forged, 5)
+        stored = await out.wait(await out.publish_many([("acks.a", b"1", "a:1"), ("acks.a", b"2", "a:2")]), 5)
+        await nc.close()
+        return unreadable, stored
+
+    unreadable, stored = asyncio.run(run())
+    assert len(unreadable) == 1 and isinstance(unreadable[0], RuntimeError)
+    assert "unreadable JetStream ack" in str(unreadable[0])
+    assert stored == [False, False]

@@ -295,7 +295,10 @@ class Confirmed:
         else:
             # nats-server writes '"duplicate": true' (with a space) and omits the field otherwise: decoded only
             # then, so a stored message costs a substring test
-            batch.settle(index, b'"duplicate"' in data and json.loads(data).get("duplicate") is True)
+            try:
+                batch.settle(index, b'"duplicate"' in data and json.loads(data).get("duplicate") is True)
+            except (ValueError, AttributeError):  # not the JSON object an ack is
+                batch.settle(index, RuntimeError(f"unreadable JetStream ack: {data[:200]!r}"))
 
     def forget(self, batch: PublishBatch) -> None:
         """Drop the bookkeeping of a batch whose acks will not be waited for any more."""
