@@ -88,7 +88,7 @@ def test_trust_calibration_is_recorded(two_runs):
     meta = json.loads((two_runs[0] / artifacts.METADATA).read_text())
     from moe_ids.model.trust import DEFAULT_ALPHA
 
-    assert meta["trust"]["alpha"] == DEFAULT_ALPHA == 0.015 and meta["trust"]["calibration_flows"] > 400
+    assert meta["trust"]["alpha"] == DEFAULT_ALPHA and meta["trust"]["calibration_flows"] > 400
     model = artifacts.load_model(two_runs[0])
     knots = model.trust.knots.numpy()
     assert np.all(np.diff(knots) > 0) and knots[0] >= 0  # distances of the validation flows, ascending

@@ -146,7 +146,8 @@ def score_chunk(client: Any, features: Any, args: argparse.Namespace, counts: di
             counts["retries"] += 1
 
 
-# An out-of-distribution share this far above the calibrated 1.5% says the file is not the lab's traffic
+# An out-of-distribution share this far above the model's calibrated rate (its trust alpha) says the file is not
+# the lab's traffic
 UNFAMILIAR_SHARE = 0.1
 
 
@@ -160,8 +161,9 @@ def format_summary(counts: dict[str, Any]) -> str:
         ood = counts["out_of_distribution"]
         lines.append(f"out-of-distribution: {ood} ({ood / flows if flows else 0:.1%}) flows unlike the training data")
         if ood >= UNFAMILIAR_SHARE * flows and not counts.get("withheld"):
-            lines.append("  most traffic like the training data is flagged at about 1.5%: treat the flagged verdicts "
-                         "as unknown. For a network other than CIC-IDS2017's, a second run with "
+            lines.append("  traffic like the training data is flagged at the model's calibrated rate (alpha in "
+                         "metadata.json): treat the flagged verdicts as unknown. For a network other than "
+                         "CIC-IDS2017's, a second run with "
                          "--withhold-host-features gives verdicts without the lab's host TCP parameters (it detects "
                          "about half of such attacks and flags fewer; README, 'The lab's hosts are in the model')")
     if counts["families"]:

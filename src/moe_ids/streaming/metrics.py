@@ -34,7 +34,8 @@ class WorkerMetrics:
         self.alerts = Counter(f"{PREFIX}_alerts", "Alerts published", ["severity"], registry=r)
         self.out_of_distribution = Counter(
             f"{PREFIX}_out_of_distribution", "Verdicts on flows unlike the model's training data, by sensor: a "
-            "sensor whose share stays far above 1.5% sends another network's or another extractor's traffic",
+            "sensor whose share stays far above the model's calibrated rate (alpha in metadata.json) sends "
+            "another network's or another extractor's traffic",
             ["sensor"], registry=r)
         self.scored_by_sensor = Counter(f"{PREFIX}_sensor_verdicts", "Verdicts published, by sensor (the "
                                         "denominator of the out-of-distribution share)", ["sensor"], registry=r)
