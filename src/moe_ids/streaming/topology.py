@@ -17,6 +17,7 @@ from typing import Any
 
 FLOWS, VERDICTS, ALERTS, DLQ = "FLOWS", "VERDICTS", "ALERTS", "DLQ"
 STREAM_SUBJECTS: dict[str, str] = {FLOWS: "flows.>", VERDICTS: "verdicts.>", ALERTS: "alerts.>", DLQ: "dlq.>"}
+ATOMIC_STREAMS = frozenset({VERDICTS, ALERTS})  # written in atomic batches (see ``broker.Confirmed``)
 CONSUMER = "scorer"  # the one durable pull consumer on FLOWS, shared by every worker
 
 FLOWS_PREFIX = "flows"
@@ -58,6 +59,15 @@ def sensor_token(sensor: Any) -> str:
     return token or DEFAULT_SENSOR
 
 
+@lru_cache(maxsize=1024)
+def stream_of(subject: str) -> str | None:
+    """The stream of the topology that stores ``subject``, if any."""
+    for name, pattern in STREAM_SUBJECTS.items():
+        if subject.startswith(pattern[:-1]):  # "verdicts.>" stores every "verdicts.<token>..."
+            return name
+    return None
+
+
 def verdict_subject(sensor: Any) -> str:
     return f"{VERDICT_PREFIX}.{sensor_token(sensor)}"
 
@@ -93,7 +103,8 @@ async def ensure_topology(js: Any, settings: TopologySettings | None = None, upd
 
     for name, subject in STREAM_SUBJECTS.items():
         config = StreamConfig(name=name, subjects=[subject], storage=StorageType.FILE, num_replicas=settings.replicas,
-                              duplicate_window=settings.duplicate_window_s, max_age=settings.max_age_s)
+                              duplicate_window=settings.duplicate_window_s, max_age=settings.max_age_s,
+                              allow_atomic=name in ATOMIC_STREAMS or None)
         try:
             await js.stream_info(name)
         except NotFoundError:
