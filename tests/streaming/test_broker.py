@@ -221,7 +221,7 @@ def test_an_unreadable_ack_is_an_error_and_the_acks_after_it_still_settle(nats_s
         nc, js = await broker.connect(nats_server.url, "test", print, timeout=5)
         await js.add_stream(StreamConfig(name="ACKS", subjects=["acks.>"]))
         out = await broker.Confirmed(nc).start()
-        forged = broker.PublishBatch(1, asyncio.get_running_loop().create_future())
+        forged = broker.PublishBatch(10_000, 1, asyncio.get_running_loop().create_future())
         out._waiting["10000"] = (forged, 0)
         await nc.publish(out._prefix + "10000", b'{"duplicate": tru')  # a reply no stream would write
         unreadable = await out.wait(forged, 5)
@@ -233,74 +233,3 @@ def test_an_unreadable_ack_is_an_error_and_the_acks_after_it_still_settle(nats_s
     assert len(unreadable) == 1 and isinstance(unreadable[0], RuntimeError)
     assert "unreadable JetStream ack" in str(unreadable[0])
     assert stored == [False, False]
-
-
-def _stored(js: Any, stream: str, subjects: str) -> Any:
-    async def read() -> list[tuple[str, dict, bytes]]:
-        stored = []
-        sub = await js.subscribe(subjects, stream=stream, ordered_consumer=True)
-        for _ in range((await js.stream_info(stream)).state.messages):
-            msg = await sub.next_msg(timeout=5)
-            stored.append((msg.subject, dict(msg.headers or {}), msg.data))
-        await sub.unsubscribe()
-        return stored
-    return read()
-
-
-def test_atomic_publishing_confirms_each_streams_messages_with_one_ack(nats_server: NatsServer) -> None:
-    """Verdicts and alerts of one call go as one atomic batch per stream (a batch over the server's limit of
-    1,000 messages in two): three acks confirm 1,700 messages, and each is stored once under its id."""
-    from moe_ids.streaming import topology
-
-    async def run() -> tuple[list, int, int, list, list]:
-        nc, js = await broker.connect(nats_server.url, "test", print, timeout=5)
-        await topology.ensure_topology(js)
-        out = await broker.Confirmed(nc).start()
-        messages = [(f"verdicts.s{i % 2}", b'{"n":%d}' % i, f"v:{i}") for i in range(1500)]
-        messages += [("alerts.high", b'{"a":%d}' % i, f"a:{i}") for i in range(200)]
-        results = await out.wait(await out.publish_many(messages, atomic=True), 10)
-        verdicts = await _stored(js, topology.VERDICTS, "verdicts.>")
-        alerts = await _stored(js, topology.ALERTS, "alerts.>")
-        await nc.close()
-        return results, out._count, out.resent, verdicts, alerts
-
-    results, acks, resent, verdicts, alerts = asyncio.run(run())
-    assert results == [False] * 1700
-    assert acks == 3 and resent == 0
-    assert [v[1]["Nats-Msg-Id"] for v in verdicts] == [f"v:{i}" for i in range(1500)]
-    assert verdicts[0][1]["Nats-Batch-Sequence"] == "1" and verdicts[-1][1]["Nats-Batch-Commit"] == "1"
-    assert verdicts[1][0] == "verdicts.s1" and verdicts[1][2] == b'{"n":1}'
-    assert sorted(a[1]["Nats-Msg-Id"] for a in alerts) == sorted(f"a:{i}" for i in range(200))
-
-
-def test_a_refused_atomic_batch_goes_again_message_by_message(nats_server: NatsServer) -> None:
-    """A redelivered flow's verdict is already stored, so the stream refuses the whole atomic batch it is in:
-    the batch's messages are then sent one by one, the repeated ids confirmed as duplicates and the new ones
-    stored, each once. A stream without atomic publishing takes them the same way."""
-    from nats.js.api import StreamConfig
-
-    from moe_ids.streaming import topology
-
-    async def run() -> tuple[list, list, int, list, list]:
-        nc, js = await broker.connect(nats_server.url, "test", print, timeout=5)
-        await topology.ensure_topology(js)
-        await js.add_stream(StreamConfig(name="PLAIN", subjects=["plain.>"]))
-        out = await broker.Confirmed(nc).start()
-        first = [("verdicts.s", b"%d" % i, f"v:{i}") for i in range(0, 10)]
-        assert await out.wait(await out.publish_many(first, atomic=True), 10) == [False] * 10
-        again = [("verdicts.s", b"%d" % i, f"v:{i}") for i in range(5, 15)]
-        again += [("plain.x", b"%d" % i, f"p:{i}") for i in range(3)]  # not a stream of the topology
-        mixed = await out.wait(await out.publish_many(again, atomic=True), 10)
-        verdicts = await _stored(js, topology.VERDICTS, "verdicts.>")
-        await js.delete_stream(topology.VERDICTS)
-        await js.add_stream(StreamConfig(name=topology.VERDICTS, subjects=["verdicts.>"]))  # allow_atomic off
-        plain = await out.wait(await out.publish_many(first, atomic=True), 10)
-        await nc.close()
-        return mixed, plain, out.resent, verdicts, [v[2] for v in verdicts]
-
-    mixed, plain, resent, verdicts, bodies = asyncio.run(run())
-    assert mixed == [True] * 5 + [False] * 5 + [False] * 3
-    assert plain == [False] * 10
-    assert resent == 20  # the refused batch of ten, then the ten the plain stream refused as a batch
-    assert [v[1]["Nats-Msg-Id"] for v in verdicts] == [f"v:{i}" for i in range(15)]
-    assert bodies == [b"%d" % i for i in range(15)]

@@ -197,20 +197,16 @@ async def acknowledge(nc: Any, replies: list[str]) -> None:
         await write(nc, [b"PUB %s 0\r\n\r\n" % _subject(reply) for reply in replies])
 
 
-ATOMIC_BATCH_LIMIT = 1000  # nats-server's most messages per atomic batch
-_BATCH_ID, _BATCH_SEQ, _BATCH_COMMIT = b"Nats-Batch-Id", b"Nats-Batch-Sequence", b"Nats-Batch-Commit"
-
-
 class PublishBatch:
     """The acks of one ``publish_many`` call: per message True (a duplicate), False (stored) or the error."""
 
-    __slots__ = ("results", "remaining", "done", "tokens")
+    __slots__ = ("first", "results", "remaining", "done")
 
-    def __init__(self, n: int, done: asyncio.Future) -> None:
+    def __init__(self, first: int, n: int, done: asyncio.Future) -> None:
+        self.first = first  # the token of the first message; the others follow consecutively
         self.results: list[Any] = [None] * n
         self.remaining = n
         self.done = done  # resolved when every message has its ack
-        self.tokens: list[str] = []  # the reply tokens still registered for this batch
 
     def settle(self, index: int, result: Any) -> None:
         if self.results[index] is None:
@@ -218,13 +214,6 @@ class PublishBatch:
             self.remaining -= 1
             if self.remaining == 0 and not self.done.done():
                 self.done.set_result(None)
-
-
-class _Atomic(NamedTuple):
-    """An atomic batch waiting for its commit's ack: which messages of the ``PublishBatch`` it holds."""
-
-    indices: list[int]
-    messages: list[tuple[str, bytes, str]]
 
 
 class Confirmed:
@@ -235,86 +224,52 @@ class Confirmed:
     stored message, a duplicate and an error, and a whole micro-batch shares one future (``PublishBatch``).
     Every verdict and alert goes through here, so that cost is per flow; ``publish_many`` also encodes the
     micro-batch into one write.
-
-    With ``atomic``, the messages bound for one stream go as JetStream atomic batches (nats-server 2.12+, the
-    stream's ``allow_atomic``): only a batch's last message asks for an ack, which confirms all of them, so the
-    worker reads one ack per stream and micro-batch instead of one per verdict and alert (measured on 20,000
-    messages: 12.5 us of client CPU per confirmed message one by one, 3 us in atomic batches). A batch is
-    stored whole or not at all, so when the stream refuses it (one of its ids is already stored: a
-    redelivered flow; atomic publishing disabled; too many batches in flight) its messages are sent again one
-    by one, each with its own ack, and a repeated id is then confirmed as a duplicate as before.
     """
 
     def __init__(self, nc: Any) -> None:
         self._nc = nc
         self._prefix = ""
-        self._batch_prefix = b""
-        self._waiting: dict[str, tuple[PublishBatch, int | _Atomic]] = {}
+        self._waiting: dict[str, tuple[PublishBatch, int]] = {}
         self._count = 0
         self._sub: Any = None
-        self.atomic = True  # cleared once a server shows it ignores atomic batches
-        self.resent = 0  # messages of refused atomic batches that were sent again one by one
 
     async def start(self) -> Confirmed:
         self._prefix = self._nc.new_inbox() + "."
-        self._batch_prefix = self._prefix.split(".")[-2].encode()  # unique per connection, like the inbox
         self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_ack)
         return self
 
-    def _token(self, batch: PublishBatch, entry: int | _Atomic) -> bytes:
-        self._count += 1
-        token = str(self._count)
-        self._waiting[token] = (batch, entry)
-        batch.tokens.append(token)
-        return token.encode()
-
-    async def publish_many(self, messages: list[tuple[str, bytes, str]], atomic: bool = False) -> PublishBatch:
+    async def publish_many(self, messages: list[tuple[str, bytes, str]]) -> PublishBatch:
         """Send ``(subject, payload, Nats-Msg-Id)`` messages in one write; ``wait`` for their acks.
 
-        With ``atomic``, those bound for the same stream of the topology go as atomic batches (see the class).
         The id goes into a header line, so a CR or LF in it (an input's id is whatever its producer sent) becomes
         a space, as nats-py does for header values; ids are checked for length before they get here."""
-        batch = PublishBatch(len(messages), asyncio.get_running_loop().create_future())
+        batch = PublishBatch(self._count + 1, len(messages), asyncio.get_running_loop().create_future())
         if not messages:
             batch.done.set_result(None)
             return batch
-        groups: dict[str, list[int]] = {}
-        single: list[int] = []
-        for index, (subject, _, _) in enumerate(messages):
-            stream = topology.stream_of(subject) if atomic and self.atomic else None
-            (single if stream is None else groups.setdefault(stream, [])).append(index)
-        commands: list[bytes] = []
+        prefix = self._prefix.encode()
+        commands = []
         subjects: dict[str, bytes] = {}
+        limit = self._nc.max_payload
+        for index, (subject, payload, msg_id) in enumerate(messages):
+            token = str(batch.first + index)
+            raw = subjects.get(subject)
+            if raw is None:
+                raw = subjects[subject] = _subject(subject)
+            header = b"NATS/1.0\r\n%s: %s\r\n\r\n" % (_MSG_ID, msg_id.strip().translate(_CONTROL).encode())
+            if len(header) + len(payload) > limit:  # the server would close the connection, losing the write
+                raise ValueError(f"a {len(header) + len(payload)}-byte message to {subject} exceeds the server's "
+                                 f"max_payload of {limit} bytes")
+            commands.append(b"HPUB %s %s%s %d %d\r\n%s%s\r\n" % (raw, prefix, token.encode(), len(header),
+                                                                   len(header) + len(payload), header, payload))
+        self._count += len(messages)
+        self._waiting.update((str(batch.first + i), (batch, i)) for i in range(len(messages)))
         try:
-            for indices in groups.values():
-                for start in range(0, len(indices), ATOMIC_BATCH_LIMIT):
-                    chunk = indices[start:start + ATOMIC_BATCH_LIMIT]
-                    if len(chunk) == 1:
-                        single.extend(chunk)
-                    else:
-                        self._encode_atomic(batch, chunk, messages, commands, subjects)
-            for index in sorted(single):
-                subject, payload, msg_id = messages[index]
-                commands.append(_hpub(subjects, subject, self._prefix.encode() + self._token(batch, index),
-                                      _header(msg_id), payload, self._nc.max_payload))
             await write(self._nc, commands)
         except Exception:
             self.forget(batch)
             raise
         return batch
-
-    def _encode_atomic(self, batch: PublishBatch, chunk: list[int], messages: list[tuple[str, bytes, str]],
-                       commands: list[bytes], subjects: dict[str, bytes]) -> None:
-        entry = _Atomic(chunk, [messages[i] for i in chunk])
-        reply = self._prefix.encode() + self._token(batch, entry)
-        batch_id = self._batch_prefix + b"-" + reply.rsplit(b".", 1)[1]
-        last = len(chunk)
-        for seq, (subject, payload, msg_id) in enumerate(entry.messages, 1):
-            extra = b"%s: %s\r\n%s: %d\r\n" % (_BATCH_ID, batch_id, _BATCH_SEQ, seq)
-            if seq == last:
-                extra += b"%s: 1\r\n" % _BATCH_COMMIT
-            commands.append(_hpub(subjects, subject, reply if seq == last else b"", _header(msg_id, extra), payload,
-                                  self._nc.max_payload))
 
     async def wait(self, batch: PublishBatch, timeout: float) -> list[Any]:
         """Each message's ack (True duplicate, False stored) or error; a TimeoutError for those without an ack
@@ -333,62 +288,19 @@ class Confirmed:
         entry = self._waiting.pop(msg.subject[len(self._prefix):], None)
         if entry is None:
             return
-        batch, where = entry
+        batch, index = entry
         data = msg.data
-        if isinstance(where, _Atomic):
-            await self._on_commit(batch, where, data)
-        elif b'"error"' in data or not data:  # no responders / stream missing: an empty status reply
-            batch.settle(where, RuntimeError(f"JetStream refused the publish: {data[:200]!r}"))
+        if b'"error"' in data or not data:  # no responders / stream missing: an empty status reply
+            batch.settle(index, RuntimeError(f"JetStream refused the publish: {data[:200]!r}"))
         else:
             # nats-server writes '"duplicate": true' (with a space) and omits the field otherwise: decoded only
             # then, so a stored message costs a substring test
             try:
-                batch.settle(where, b'"duplicate"' in data and json.loads(data).get("duplicate") is True)
+                batch.settle(index, b'"duplicate"' in data and json.loads(data).get("duplicate") is True)
             except (ValueError, AttributeError):  # not the JSON object an ack is
-                batch.settle(where, RuntimeError(f"unreadable JetStream ack: {data[:200]!r}"))
-
-    async def _on_commit(self, batch: PublishBatch, atomic: _Atomic, data: bytes) -> None:
-        """All of an atomic batch's messages are stored, or none: then each goes again on its own."""
-        try:
-            ack = json.loads(data) if data else {}
-        except ValueError:
-            ack = {}
-        if isinstance(ack, dict) and "error" not in ack and ack.get("count") == len(atomic.indices):
-            for index in atomic.indices:
-                batch.settle(index, False)
-            return
-        if isinstance(ack, dict) and "error" not in ack and "seq" in ack:
-            self.atomic = False  # a stored commit without a batch count: the server ignores batch headers
-        self.resent += len(atomic.indices)
-        subjects: dict[str, bytes] = {}
-        try:
-            commands = [_hpub(subjects, subject, self._prefix.encode() + self._token(batch, index), _header(msg_id),
-                              payload, self._nc.max_payload)
-                        for index, (subject, payload, msg_id) in zip(atomic.indices, atomic.messages)]
-            await write(self._nc, commands)
-        except Exception as exc:  # noqa: BLE001 - connection lost: these are not confirmed, nothing is acked
-            for index in atomic.indices:
-                batch.settle(index, exc)
+                batch.settle(index, RuntimeError(f"unreadable JetStream ack: {data[:200]!r}"))
 
     def forget(self, batch: PublishBatch) -> None:
         """Drop the bookkeeping of a batch whose acks will not be waited for any more."""
-        for token in batch.tokens:
-            self._waiting.pop(token, None)
-        batch.tokens.clear()
-
-
-def _header(msg_id: str, extra: bytes = b"") -> bytes:
-    return b"NATS/1.0\r\n%s: %s\r\n%s\r\n" % (_MSG_ID, msg_id.strip().translate(_CONTROL).encode(), extra)
-
-
-def _hpub(subjects: dict[str, bytes], subject: str, reply: bytes, header: bytes, payload: bytes,
-          limit: int) -> bytes:
-    """One HPUB command; ``subjects`` caches the encoded subjects of a write."""
-    raw = subjects.get(subject)
-    if raw is None:
-        raw = subjects[subject] = _subject(subject)
-    if len(header) + len(payload) > limit:  # the server would close the connection, losing the write
-        raise ValueError(f"a {len(header) + len(payload)}-byte message to {subject} exceeds the server's "
-                         f"max_payload of {limit} bytes")
-    return b"HPUB %s %s%s%d %d\r\n%s%s\r\n" % (raw, reply, b" " if reply else b"", len(header),
-                                                  len(header) + len(payload), header, payload)
+        for index in range(len(batch.results)):
+            self._waiting.pop(str(batch.first + index), None)

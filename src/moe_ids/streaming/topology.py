@@ -17,7 +17,6 @@ from typing import Any
 
 FLOWS, VERDICTS, ALERTS, DLQ = "FLOWS", "VERDICTS", "ALERTS", "DLQ"
 STREAM_SUBJECTS: dict[str, str] = {FLOWS: "flows.>", VERDICTS: "verdicts.>", ALERTS: "alerts.>", DLQ: "dlq.>"}
-ATOMIC_STREAMS = frozenset({VERDICTS, ALERTS})  # written in atomic batches (see ``broker.Confirmed``)
 CONSUMER = "scorer"  # the one durable pull consumer on FLOWS, shared by every worker
 
 FLOWS_PREFIX = "flows"
@@ -59,15 +58,6 @@ def sensor_token(sensor: Any) -> str:
     return token or DEFAULT_SENSOR
 
 
-@lru_cache(maxsize=1024)
-def stream_of(subject: str) -> str | None:
-    """The stream of the topology that stores ``subject``, if any."""
-    for name, pattern in STREAM_SUBJECTS.items():
-        if subject.startswith(pattern[:-1]):  # "verdicts.>" stores every "verdicts.<token>..."
-            return name
-    return None
-
-
 def verdict_subject(sensor: Any) -> str:
     return f"{VERDICT_PREFIX}.{sensor_token(sensor)}"
 
@@ -103,8 +93,7 @@ async def ensure_topology(js: Any, settings: TopologySettings | None = None, upd
 
     for name, subject in STREAM_SUBJECTS.items():
         config = StreamConfig(name=name, subjects=[subject], storage=StorageType.FILE, num_replicas=settings.replicas,
-                              duplicate_window=settings.duplicate_window_s, max_age=settings.max_age_s,
-                              allow_atomic=name in ATOMIC_STREAMS or None)
+                              duplicate_window=settings.duplicate_window_s, max_age=settings.max_age_s)
         try:
             await js.stream_info(name)
         except NotFoundError:

@@ -319,7 +319,7 @@ class ScorerWorker:
             if level is not None:
                 out.append((topology.ALERT_HIGH if level == "high" else topology.ALERT_REVIEW,
                             msgs.alert_body(body, level), topology.ALERT_ID_PREFIX + flow.id))
-        await self._await_publishes(await self._out.publish_many(out, atomic=True))
+        await self._await_publishes(await self._out.publish_many(out))
         await broker.acknowledge(self._nc, [msg.reply for msg, _ in good])
         now = time.time()
         self.metrics.verdicts_published([v["prediction"] for v in verdicts], severities,
