@@ -51,6 +51,7 @@ def test_publish_many_stores_each_message_once_and_reports_duplicates(nats_serve
         messages.append(("out.s0", b'{"evil":1}', "v:x\r\nNats-Expected-Stream: NOPE\r\n\r\nPUB out.s1 1"))
         first = await out.wait(await out.publish_many(messages), 10)
         again = await out.wait(await out.publish_many(messages[:5]), 10)
+        assert out._sub._received == 0  # settled where the parser read them, not queued as nats-py messages
         stored = []
         sub = await js.subscribe("out.>", stream="OUT", ordered_consumer=True)
         for _ in range((await js.stream_info("OUT")).state.messages):
