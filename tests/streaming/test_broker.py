@@ -234,3 +234,18 @@ def test_an_unreadable_ack_is_an_error_and_the_acks_after_it_still_settle(nats_s
     assert len(unreadable) == 1 and isinstance(unreadable[0], RuntimeError)
     assert "unreadable JetStream ack" in str(unreadable[0])
     assert stored == [False, False]
+
+
+@pytest.mark.parametrize("raw", [
+    b"Nats-Msg-Id: abc\r\n\r\n",
+    b"Nats-Msg-Id:abc\r\nX: y z \r\n\r\n",
+    b"Bad Name: 1\r\nN\xc3\xa9: 2\r\nV: \xff\xfe\r\n\r\n",
+    b"A: b:c\r\nno colon\r\n\r\n",
+    b"\r\n",
+])
+def test_header_lines_read_headers_as_nats_py_does(raw: bytes) -> None:
+    """The deliveries' headers are read without nats-py, with its rules: a name with whitespace or non-ASCII
+    bytes is skipped, values are stripped, invalid UTF-8 is replaced, a colon in a value stays."""
+    from nats.aio.client import Client
+
+    assert broker.header_lines(raw) == Client._parse_header_lines(raw)
