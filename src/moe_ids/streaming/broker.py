@@ -292,7 +292,7 @@ class Confirmed:
 
     async def start(self) -> Confirmed:
         self._prefix = self._nc.new_inbox() + "."
-        self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_ack)
+        self._sub = await self._nc.subscribe(self._prefix + "*")  # every message of it goes through ``route``
         offset = len(self._prefix.encode())
 
         async def on_ack(subject: bytes, _reply: bytes, data: bytes, _headers: bytes) -> None:
@@ -346,10 +346,6 @@ class Confirmed:
                     if result is None:
                         batch.results[index] = TimeoutError("publish not confirmed")
         return list(batch.results)
-
-    async def _on_ack(self, msg: Any) -> None:
-        """The subscription's own callback: used only for acks that reach it without ``route``."""
-        self.settle(msg.subject[len(self._prefix):], msg.data)
 
     def settle(self, token: str, data: bytes) -> None:
         """Record the ack ``data`` that arrived for the publish with reply token ``token``."""
