@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="stream_command")
     pub = actions.add_parser("publish", help="publish a flow file (anything `moe-ids score` reads) as input messages")
     pub.add_argument("input", type=Path)
-    add_nats(pub)
+    add_nats(pub, inherited=True)
     pub.add_argument("--sensor", default=topology.DEFAULT_SENSOR, help="sensor name: verdicts go to verdicts.SENSOR")
     pub.add_argument("--id-prefix", default=None, help="message id prefix (default: the file's name)")
     pub.add_argument("--extractor", default=AUTO, choices=(AUTO, *COLUMN_EXTRACTORS, *RECORD_EXTRACTORS),
@@ -65,8 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pub.add_argument("--chunk-rows", type=int, default=16384)
     pub.add_argument("--follow", action="store_true",
                      help="tail a growing Zeek conn.log or Suricata eve.json, sending new records as they appear")
-    pub.add_argument("--idle-exit", type=float, default=None, help="--follow: stop when the file did not grow for "
-                                                                   "this many seconds (default: run until Ctrl-C)")
+    pub.add_argument("--idle-exit", type=float, default=argparse.SUPPRESS,
+                     help="--follow: stop when the file did not grow for this many seconds (default: run until Ctrl-C)")
     pub.set_defaults(func=run_publish)
 
     bench = actions.add_parser("bench", help="flows/s through the stream with 1, 2, 4 workers vs `moe-ids score`, "
@@ -78,10 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.set_defaults(func=run_bench)
 
 
-def add_nats(p: argparse.ArgumentParser) -> None:
+def add_nats(p: argparse.ArgumentParser, inherited: bool = False) -> None:
+    """``inherited`` is for a sub-action: argparse copies a sub-parser's defaults over the values already
+    parsed, so ``stream --nats URL publish FILE`` would silently go back to the default port unless the
+    sub-action leaves the option unset when it is not given there."""
     from moe_ids.streaming import topology
 
-    p.add_argument("--nats", default=topology.DEFAULT_NATS_URL,
+    p.add_argument("--nats", default=argparse.SUPPRESS if inherited else topology.DEFAULT_NATS_URL,
                    help=f"NATS server URL, or a cluster's URLs comma-separated (default {topology.DEFAULT_NATS_URL})")
 
 
