@@ -183,6 +183,17 @@ def test_score_fails_cleanly_without_a_server(tmp_path: Path, capsys: pytest.Cap
     assert "cannot reach Triton" in capsys.readouterr().err
 
 
+def test_score_refuses_a_file_without_feature_columns(triton_server, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    argus = tmp_path / "argus.csv"
+    argus.write_text("dur,proto,spkts,dpkts,sbytes,dbytes,label\n0.1,tcp,2,1,100,50,0\n")
+    out = tmp_path / "scored.csv"
+    rc = main(["score", str(argus), "-o", str(out), "--url", triton_server.grpc_url, "-q"])
+    assert rc == 1
+    assert "argus.csv: none of its 6 columns ('dur', 'proto'" in capsys.readouterr().err
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
 @pytest.mark.slow
 def test_score_survives_a_server_restart(tmp_path: Path) -> None:
     from moe_ids.triton.ops.bootstrap import ensure_model

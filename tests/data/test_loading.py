@@ -1,11 +1,12 @@
 """The loader on the real published formats: quirks of the original files and the corrected release."""
 
 import numpy as np
+import pytest
 
 from moe_ids.core.labels import FAMILIES
 from moe_ids.core.schema import FEATURE_NAMES
 from moe_ids.data.extractors import get_profile
-from moe_ids.data.loading import bundled_data_dir, detect_format, load_flows
+from moe_ids.data.loading import NoFeatureColumns, bundled_data_dir, detect_format, load_flows
 
 ORIG = bundled_data_dir() / "cicids2017-original"
 
@@ -66,3 +67,19 @@ def test_repeated_header_lines_are_not_flows(repeated_header_csv):
     reference = load_flows(src)
     assert len(t) == 200 and t.labels.eq("BENIGN").all()
     np.testing.assert_array_equal(t.features.to_numpy(), reference.features.to_numpy())
+
+
+def test_a_table_without_any_feature_column_is_refused_naming_the_file_and_columns(tmp_path):
+    # UNSW-NB15's Argus columns: scored anyway, every flow would be all-missing and get the model's prior
+    path = tmp_path / "argus.csv"
+    path.write_text("dur,proto,spkts,dpkts,sbytes,dbytes,label\n0.1,tcp,2,1,100,50,0\n")
+    with pytest.raises(NoFeatureColumns, match=r"argus\.csv: none of its 6 columns \('dur', 'proto'"):
+        load_flows(path)
+
+
+def test_one_feature_column_is_enough_to_read_a_table(tmp_path):
+    path = tmp_path / "few.csv"
+    path.write_text("dur,Flow Duration,Label\n0.1,100000,BENIGN\n")
+    table = load_flows(path)
+    assert table.features["Flow Duration"].tolist() == [100000.0]
+    assert table.unknown_columns == ["dur"]

@@ -94,29 +94,34 @@ def score_file(client: Any, args: argparse.Namespace) -> dict[str, Any]:
                               "output": str(args.output), "labelled": 0, "agree": 0, "out_of_distribution": 0}
     started = time.perf_counter()
     chunks = read_flow_file(args.input, getattr(args, "extractor", None) or AUTO, args.chunk_rows, counts)
-    with open(partial, "w", newline="") as out, tqdm(unit="flow", unit_scale=True, disable=args.quiet,
-                                                      desc=args.input.name, file=sys.stderr) as bar:
-        for i, (ids, features, labels) in enumerate(chunks):
-            result = score_chunk(client, features, args, counts)
-            rows = pd.concat([ids, result.reset_index(drop=True)], axis=1)
-            rows.to_csv(out, header=(i == 0), index=False)
-            out.flush()
-            counts["flows"] += len(rows)
-            attacks = result["prediction"] == "Attack"
-            counts["attacks"] += int(attacks.sum())
-            if "out_of_distribution" in result:
-                counts["out_of_distribution"] += int(result["out_of_distribution"].sum())
-            if labels is not None:
-                cleaned = labels.map(clean_label)
-                # an attempted attack is neither Normal nor Attack; a record of a labelled log may carry none
-                judged = ~attempted_mask(cleaned) & labels.notna().to_numpy()
-                truth = (cleaned != "BENIGN").to_numpy()
-                counts["labelled"] += int(judged.sum())
-                counts["attempted"] = counts.get("attempted", 0) + int((~judged).sum())
-                counts["agree"] += int((truth == attacks.to_numpy())[judged].sum())
-            if "family" in result:
-                counts["families"].update(result.loc[attacks, "family"].dropna())
-            bar.update(len(rows))
+    try:
+        with open(partial, "w", newline="") as out, tqdm(unit="flow", unit_scale=True, disable=args.quiet,
+                                                          desc=args.input.name, file=sys.stderr) as bar:
+            for i, (ids, features, labels) in enumerate(chunks):
+                result = score_chunk(client, features, args, counts)
+                rows = pd.concat([ids, result.reset_index(drop=True)], axis=1)
+                rows.to_csv(out, header=(i == 0), index=False)
+                out.flush()
+                counts["flows"] += len(rows)
+                attacks = result["prediction"] == "Attack"
+                counts["attacks"] += int(attacks.sum())
+                if "out_of_distribution" in result:
+                    counts["out_of_distribution"] += int(result["out_of_distribution"].sum())
+                if labels is not None:
+                    cleaned = labels.map(clean_label)
+                    # an attempted attack is neither Normal nor Attack; a record of a labelled log may carry none
+                    judged = ~attempted_mask(cleaned) & labels.notna().to_numpy()
+                    truth = (cleaned != "BENIGN").to_numpy()
+                    counts["labelled"] += int(judged.sum())
+                    counts["attempted"] = counts.get("attempted", 0) + int((~judged).sum())
+                    counts["agree"] += int((truth == attacks.to_numpy())[judged].sum())
+                if "family" in result:
+                    counts["families"].update(result.loc[attacks, "family"].dropna())
+                bar.update(len(rows))
+    except BaseException:
+        if counts["flows"] == 0:  # no empty OUT.partial left behind; one with rows keeps what was scored
+            partial.unlink(missing_ok=True)
+        raise
     partial.replace(args.output)
     counts["seconds"] = time.perf_counter() - started
     return counts

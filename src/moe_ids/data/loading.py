@@ -39,6 +39,19 @@ class FlowTable:
         return len(self.features)
 
 
+class NoFeatureColumns(ValueError):
+    """A table none of whose columns is a flow feature: scored anyway, every flow would be all-missing and get the
+    model's prior as its verdict, so the file is refused instead (most often another tool's CSV layout)."""
+
+    def __init__(self, columns: list[object], source: object | None = None) -> None:
+        self.columns = list(columns)
+        shown = ", ".join(repr(str(c)) for c in columns[:8]) + (", ..." if len(columns) > 8 else "")
+        where = f"{source}: " if source is not None else ""
+        super().__init__(f"{where}none of its {len(columns)} columns ({shown}) is a flow feature of a supported "
+                         "extractor (CICFlowMeter of any version, the cicflowmeter Python package; Zeek conn.log, "
+                         "Suricata eve.json and pcap files are read as records): see `moe-ids extractors`")
+
+
 def detect_format(columns: list[str]) -> CsvFormat:
     """Tell the CSV flavour from its header."""
     norm = {normalize_name(c) for c in columns}
@@ -61,6 +74,8 @@ def frame_to_features(frame: pd.DataFrame, extractor: str | None = None) -> tupl
     label_like = {"label", "attempted_category"}
     candidates = [c for c in frame.columns if normalize_name(str(c)) not in label_like]
     mapping, unknown = resolve_columns([str(c) for c in candidates])
+    if not mapping:
+        raise NoFeatureColumns(candidates)
     selected = frame[list(mapping)].rename(columns=mapping)
     values = selected.apply(pd.to_numeric, errors="coerce").astype(np.float64)
     values = values.replace([np.inf, -np.inf], np.nan)
@@ -93,7 +108,10 @@ def load_flows(path: str | Path, nrows: int | None = None, extractor: str | None
     frame = frame[~repeated_header_rows(frame)].reset_index(drop=True)
     fmt = detect_format(list(frame.columns))
     profile = extractors.resolve(extractor, frame.columns)
-    features, unknown = frame_to_features(frame, profile.name)
+    try:
+        features, unknown = frame_to_features(frame, profile.name)
+    except NoFeatureColumns as exc:
+        raise NoFeatureColumns(exc.columns, source=path) from None
     label_col = next((c for c in frame.columns if normalize_name(c) == "label"), None)
     if label_col is None:
         return FlowTable(features, None, None, None, fmt, unknown, profile.name)
