@@ -71,7 +71,7 @@ def _numpy_trust(fitted: dict[str, np.ndarray], h: np.ndarray, values: np.ndarra
     p_emb = trust.trust_from_knots(trust.min_distance(h, fitted["whitening"], fitted["centers"]), fitted["knots"])
     p_in = trust.trust_from_knots(trust.observed_distance(values, missing, fitted["input_centroids"]),
                                   fitted["input_knots"])
-    return trust.combined_p_value(p_emb, p_in, _knots(fitted))
+    return trust.evidence_floor(trust.combined_p_value(p_emb, p_in, _knots(fitted)), missing)
 
 
 def _knots(fitted: dict[str, np.ndarray]) -> trust.CombinationKnots:
@@ -93,10 +93,27 @@ def test_graph_trust_matches_numpy() -> None:
     rng = np.random.default_rng(2)
     head, fitted = _fitted_head(rng)
     q = rng.normal(size=(300, 6)) * 1.5
-    values, missing = rng.normal(size=(300, 4)) * 1.5, (rng.random((300, 4)) < 0.3).astype(float)
+    values, missing = rng.normal(size=(300, 4)) * 1.5, (rng.random((300, 4)) < 0.1).astype(float)
     t, ood = _head(head, q, values, missing)
     np.testing.assert_allclose(t, _numpy_trust(fitted, q, values, missing), atol=1e-4)
     np.testing.assert_array_equal(ood, t < 0.05)
+    full = missing.sum(1) == 0
+    assert 0.5 < full.mean() < 0.8 and (t[full] > 0.05).sum() > 50  # the floor leaves these to the two views
+
+
+def test_a_flow_with_fewer_observed_features_than_the_floor_is_flagged_at_trust_zero() -> None:
+    assert trust.MIN_OBSERVED == 4
+    rng = np.random.default_rng(5)
+    head, _ = _fitted_head(rng)
+    familiar = np.zeros((5, 6))  # embeddings and inputs at the heart of the training data ...
+    missing = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], dtype=float)
+    t, ood = _head(head, familiar, np.zeros((5, 4)), missing)
+    # ... so only the number of observed features decides: four pass, three or fewer are no evidence
+    assert not ood[0] and t[0] > 0.3
+    np.testing.assert_array_equal(ood[1:], True)
+    np.testing.assert_array_equal(t[1:], 0.0)
+    np.testing.assert_array_equal(trust.too_few_observed(missing), [False, True, True, True, True])
+    np.testing.assert_array_equal(trust.evidence_floor(np.full(5, 0.7), missing), [0.7, 0, 0, 0, 0])
 
 
 def test_a_verdict_that_flips_without_the_host_parameters_is_flagged_and_its_trust_capped() -> None:
@@ -212,7 +229,7 @@ def test_graph_weighs_host_sensitivity_as_numpy_does() -> None:
     moved = np.clip(p + rng.normal(scale=0.05, size=n) * (rng.random(n) < 0.5), 0, 1)  # half do not move
     probs, host_free = np.stack([1 - p, p], 1), np.stack([1 - moved, moved], 1)
     h, values = rng.normal(size=(n, 6)), rng.normal(size=(n, 4))
-    missing = (rng.random((n, 4)) < 0.3).astype(float)
+    missing = (rng.random((n, 4)) < 0.1).astype(float)
     sensitivity = trust.host_sensitivity(probs, host_free)
     host_knots = trust.quantile_knots(sensitivity, 50)
     p_emb = trust.trust_from_knots(trust.min_distance(h, fitted["whitening"], fitted["centers"]), fitted["knots"])
@@ -225,7 +242,7 @@ def test_graph_weighs_host_sensitivity_as_numpy_does() -> None:
         getattr(head, name).copy_(torch.from_numpy(value).float())
     head.host_change.fill_(2.0)  # no flip flags here: the combined statistic alone
     t, ood = _head(head, h, values, missing, probs=probs, host_free=host_free)
-    expected = trust.combined_p_value(p_emb, p_in, combination, p_host)
+    expected = trust.evidence_floor(trust.combined_p_value(p_emb, p_in, combination, p_host), missing)
     np.testing.assert_allclose(t, expected, atol=2e-3)
     assert np.mean(np.abs(t - expected) < 1e-4) > 0.95
     still = sensitivity == 0  # a verdict that does not move: the distance views alone decide

@@ -25,7 +25,7 @@ from torch import nn
 
 from moe_ids.core.labels import FAMILIES
 from moe_ids.core.schema import FEATURE_NAMES, HOST_TCP_FEATURES, N_FEATURES, TABULAR_INDICES, TEMPORAL_INDICES
-from moe_ids.model.trust import DEFAULT_ALPHA, HOST_NOISE, INPUT_CENTROIDS
+from moe_ids.model.trust import DEFAULT_ALPHA, HOST_NOISE, INPUT_CENTROIDS, MIN_OBSERVED
 
 
 @dataclass
@@ -105,6 +105,8 @@ class TrustScore(nn.Module):
     Host flip: when the verdict without the hosts' TCP parameters is the other class and the attack probability
     moved by more than ``host_change`` (calibrated so that this flags ``HOST_ALPHA`` of the validation flows), the
     flow is also flagged and its trust is at most 1 - that change.
+    A flow with fewer than ``MIN_OBSERVED`` observed features has trust 0 and is flagged: too little evidence for
+    any verdict (``moe_ids.model.trust``).
     Everything is a buffer written by ``moe_ids.model.training.calibrate_trust``; it runs inside the ONNX graph.
     """
 
@@ -156,7 +158,9 @@ class TrustScore(nn.Module):
                               self._share_below(smaller * p_host, self.joint_knots))
         trust = self._share_below(rules, self.combined_knots)
         trust = torch.where(flagged, torch.minimum(trust, 1.0 - change), trust)
-        return trust, (trust < self.alpha) | flagged
+        scarce = (1.0 - missing).sum(dim=1, keepdim=True) < MIN_OBSERVED  # trust.too_few_observed
+        trust = torch.where(scarce, torch.zeros_like(trust), trust)
+        return trust, (trust < self.alpha) | flagged | scarce
 
     def host_flags(self, probs: torch.Tensor, host_free: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """([n, 1] flows the host view flags, [n, 1] change in attack probability without the hosts' TCP
