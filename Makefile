@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL_DIR := models/default
-EXTRAS := train,serve,loadtest,pcap,stream,dev
+EXTRAS := train,serve,loadtest,pcap,parquet,stream,dev
 
 .PHONY: setup model serve test lint bench clean
 

@@ -45,6 +45,26 @@ def test_score_original_csv_row_for_row(triton_server, tmp_path: Path, capsys: p
     assert "scored 9998 flows" in summary and "flows/s" in summary and "agreement with the file's labels" in summary
 
 
+def test_score_a_parquet_table_as_its_csv(triton_server, tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    source = pd.read_csv(CORRECTED_CSV, nrows=2000, low_memory=False)
+    table = tmp_path / "flows.parquet"
+    source.to_parquet(table, index=False)
+    csv = tmp_path / "flows.csv"
+    source.to_csv(csv, index=False)
+    outputs = []
+    for path in (table, csv):
+        out = tmp_path / f"{path.name}.scored.csv"
+        assert main(["score", str(path), "-o", str(out), "--url", triton_server.grpc_url, "-q",
+                     "--chunk-rows", "700"]) == 0
+        outputs.append(pd.read_csv(out))
+    from_parquet, from_csv = outputs
+    assert len(from_parquet) == 2000
+    assert from_parquet["Flow ID"].tolist() == source["Flow ID"].tolist()
+    assert from_parquet["prediction"].tolist() == from_csv["prediction"].tolist()
+    np.testing.assert_allclose(from_parquet["trust"], from_csv["trust"], atol=1e-6)
+
+
 def test_score_agreement_leaves_attempted_attacks_out(triton_server, attempted_csv, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
     """Flows labelled '- Attempted' get their verdicts like any other row, but count neither as agreeing nor as

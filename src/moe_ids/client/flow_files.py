@@ -1,9 +1,9 @@
 """Any flow file a user has, read in chunks of (identifier columns, features in the model's semantics, labels).
 
-A CIC-IDS2017-style CSV of any supported extractor (converted by its profile), a Zeek ``conn.log``, a Suricata
-``eve.json`` (mapped record by record as the SDK does) or a pcap/pcapng capture (turned into flows by
-NFStream). ``moe-ids score`` and ``moe-ids stream publish`` read files through here, so a file scored in bulk
-and the same file sent through the stream reach the model as the same numbers.
+A CIC-IDS2017-style CSV or Parquet file of any supported extractor (converted by its profile), a Zeek
+``conn.log``, a Suricata ``eve.json`` (mapped record by record as the SDK does) or a pcap/pcapng capture (turned
+into flows by NFStream). ``moe-ids score`` and ``moe-ids stream publish`` read files through here, so a file
+scored in bulk and the same file sent through the stream reach the model as the same numbers.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from moe_ids.core.schema import IDENTIFIER_COLUMNS, INFINITY_SPELLINGS, normalize_name
+from moe_ids.core.schema import IDENTIFIER_COLUMNS, normalize_name
 from moe_ids.data import extractors
 from moe_ids.data.extractors import AUTO, RECORD_EXTRACTORS
 
@@ -50,16 +50,14 @@ def read_flow_file(path: Path, extractor: str | None = AUTO, chunk_rows: int = 1
 
 def _csv_chunks(path: Path, extractor: str | None, chunk_rows: int, counts: dict[str, Any]) -> Iterator[Chunk]:
     from moe_ids.data.loading import frame_to_features, repeated_header_rows
+    from moe_ids.data.tables import read_chunks, read_header
 
-    header = [str(c).strip() for c in pd.read_csv(path, nrows=0).columns]
+    header = read_header(path)
     profile = extractors.resolve(extractor, header)
     counts["extractor"] = profile.name
     carried = [c for c in header if normalize_name(c) in IDENTIFIER_COLUMNS | CARRIED]
     label_col = next((c for c in carried if normalize_name(c) == "label"), None)
-    reader = pd.read_csv(path, chunksize=chunk_rows, low_memory=False, na_values=list(INFINITY_SPELLINGS),
-                         encoding_errors="replace")
-    for chunk in reader:
-        chunk.columns = [str(c).strip() for c in chunk.columns]
+    for chunk in read_chunks(path, chunk_rows):
         headers = repeated_header_rows(chunk)
         if headers.any():
             counts["skipped_header_rows"] = counts.get("skipped_header_rows", 0) + int(headers.sum())

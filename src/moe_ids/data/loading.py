@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from moe_ids.core import labels as label_mod
-from moe_ids.core.schema import FEATURE_NAMES, INFINITY_SPELLINGS, normalize_name, resolve_columns
+from moe_ids.core.schema import FEATURE_NAMES, normalize_name, resolve_columns
 from moe_ids.data import extractors
+from moe_ids.data.tables import read_table
 
 CsvFormat = Literal["original", "trafficlabelling", "corrected", "features"]
 
@@ -101,10 +102,9 @@ def repeated_header_rows(frame: pd.DataFrame) -> np.ndarray:
 
 
 def load_flows(path: str | Path, nrows: int | None = None, extractor: str | None = None) -> FlowTable:
-    """Read a flow CSV (optionally gzip) of any supported extractor into a FlowTable in the model's semantics."""
-    frame = pd.read_csv(path, nrows=nrows, low_memory=False, na_values=list(INFINITY_SPELLINGS),
-                        encoding_errors="replace")
-    frame.columns = [str(c).strip() for c in frame.columns]
+    """Read a flow CSV (optionally gzip) or Parquet file of any supported extractor into a FlowTable in the model's
+    semantics."""
+    frame = read_table(path, nrows)
     frame = frame[~repeated_header_rows(frame)].reset_index(drop=True)
     fmt = detect_format(list(frame.columns))
     profile = extractors.resolve(extractor, frame.columns)
