@@ -32,7 +32,7 @@ from moe_ids.model.metrics import binary_report
 from moe_ids.model.network import MixtureOfExperts, MoEConfig
 from moe_ids.model.prediction import drop_features, embeddings, input_view, predict_numpy, to_tensors
 
-MODEL_VERSION = "1.3.0"
+MODEL_VERSION = "1.4.0"  # 1.4: trust 0 below MIN_OBSERVED observed features
 VALIDATION_MISSING = (0.0, 0.5, 0.75)
 
 
