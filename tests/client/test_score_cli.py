@@ -214,6 +214,19 @@ def test_score_refuses_a_file_without_feature_columns(triton_server, tmp_path: P
     assert not out.exists() and not out.with_name(out.name + ".partial").exists()
 
 
+def test_a_truncated_gzip_is_reported_by_score_and_evaluate_without_a_traceback(tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(Path(CORRECTED_CSV).read_bytes()[:4000])  # a download that stopped early
+    out = tmp_path / "scored.csv"
+    assert main(["score", str(cut), "-o", str(out), "--url", f"127.0.0.1:{free_port()}", "-q"]) == 1
+    assert main(["evaluate", "--data", str(cut), "--missing", "0", "--no-baseline"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("cut.csv.gz: Compressed file ended before the end-of-stream marker") == 2
+    assert "Traceback" not in err
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
 @pytest.mark.slow
 def test_score_survives_a_server_restart(tmp_path: Path) -> None:
     from moe_ids.triton.ops.bootstrap import ensure_model

@@ -59,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(args.model_dir or default_model_dir(), args.data, missing, args.seed,
                           with_baseline=not args.no_baseline, extractor=args.extractor,
                           withhold=withheld_features(args), label=args.label)
-    except (ValueError, FileNotFoundError) as exc:  # the data cannot be evaluated: say why, no traceback
-        print(f"moe-ids evaluate: {exc}", file=sys.stderr)
+    except (ValueError, OSError, EOFError) as exc:  # the data cannot be evaluated: say why, no traceback
+        where = f"{args.data}: " if args.data is not None and str(args.data) not in str(exc) else ""
+        print(f"moe-ids evaluate: {where}{exc}", file=sys.stderr)
         return 2
     left_out = list(args.leave_out)
     if args.leave_one_out:

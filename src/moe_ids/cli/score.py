@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except MoEClientError as exc:
         print(f"moe-ids score: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:  # SensorLogError names the line
+    except (OSError, ValueError, EOFError) as exc:  # SensorLogError names the line; EOFError: a truncated gzip
         print(f"moe-ids score: {args.input}: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -135,7 +135,7 @@ def run_publish(args: argparse.Namespace) -> int:
             counts = asyncio.run(_follow(args.input, kind, settings))
         else:
             counts = asyncio.run(publish_file(args.input, settings))
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, EOFError, RuntimeError) as exc:
         print(f"moe-ids stream publish: {args.input}: {exc}", file=sys.stderr)
         return 1
     line = f"published {counts['published']} messages from {args.input} ({counts.get('extractor', '?')})"
