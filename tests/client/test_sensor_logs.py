@@ -46,7 +46,8 @@ def test_zeek_tsv(tmp_path: Path) -> None:
     assert list(chunk.ids["id.resp_p"]) == ["80", "22"]
     assert chunk.features.loc[0, "Flow Duration"] == 500_000
     assert chunk.features.loc[0, "Total Length of Bwd Packets"] == 1200
-    assert np.isnan(chunk.features.loc[1, "Flow Duration"])  # '-' is unset, not zero
+    assert chunk.features.loc[1, "Flow Duration"] == 0  # '-' beside packet counts: Zeek logs only durations > 0
+    assert np.isnan(chunk.features.loc[1, "Total Length of Fwd Packets"])  # its byte counts stay unknown
     assert chunk.lines == [8, 9]
 
 

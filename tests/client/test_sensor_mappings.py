@@ -58,14 +58,19 @@ def test_totals_rates_and_means(features: dict[str, float], expected: dict[str, 
     assert all(math.isnan(features[n]) for n in unknown)  # per-packet statistics are not in these logs
 
 
-def test_zeek_unset_fields_and_zero_duration_are_missing() -> None:
-    features = from_zeek_conn({"duration": "-", "orig_pkts": 1, "resp_pkts": 0, "orig_bytes": 0,
+def test_zeek_unset_fields_and_zero_duration() -> None:
+    # a lone SYN as Zeek logs it: duration and byte counts unset (Zeek writes them only when duration > 0)
+    features = from_zeek_conn({"duration": "-", "orig_pkts": 1, "resp_pkts": 0, "orig_bytes": "-",
                                "resp_bytes": "-"})
-    assert math.isnan(features["Flow Duration"]) and math.isnan(features["Flow Packets/s"])
+    assert features["Flow Duration"] == 0 and math.isnan(features["Flow Packets/s"])  # CICFlowMeter: Infinity
     assert features["Total Fwd Packets"] == 1 and features["Down/Up Ratio"] == 0
+    assert math.isnan(features["Total Length of Fwd Packets"])  # the payload of a zero-duration connection
     assert math.isnan(features["Bwd Packet Length Mean"])  # no backward packets: no mean
+    assert sum(not math.isnan(v) for v in features.values()) == 4  # trust.MIN_OBSERVED: enough for a verdict
     zero = from_zeek_conn({"duration": 0, "orig_pkts": 1, "resp_pkts": 0})
-    assert zero["Flow Duration"] == 0 and math.isnan(zero["Flow Packets/s"])  # CICFlowMeter writes Infinity
+    assert zero["Flow Duration"] == 0 and math.isnan(zero["Flow Packets/s"])
+    # without the packet counts (conn-size analyzer off) an unset duration tells nothing
+    assert math.isnan(from_zeek_conn({"duration": "-", "orig_bytes": "-"})["Flow Duration"])
 
 
 def test_zeek_rejects_garbage() -> None:

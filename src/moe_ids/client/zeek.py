@@ -22,9 +22,15 @@ def from_zeek_conn(record: Mapping[str, Any]) -> dict[str, float]:
     Returns every model feature by canonical name, NaN where conn.log cannot tell it.
     """
     duration_s = _number(record.get("duration"))
+    fwd_packets = _number(record.get("orig_pkts"))
+    if duration_s is None and fwd_packets is not None:
+        # Zeek's set_conn (base/protocols/conn/main.zeek) logs duration, orig_bytes and resp_bytes only when the
+        # connection lasted > 0 s; the packet counts always (conn-size analyzer). Unset beside them is a
+        # connection of zero duration (a lone packet, or all at one timestamp); the byte counts stay unknown.
+        duration_s = 0.0
     return totals_to_features(FlowTotals(
         duration_us=duration_s * 1e6 if duration_s is not None else None,
-        fwd_packets=_number(record.get("orig_pkts")),
+        fwd_packets=fwd_packets,
         bwd_packets=_number(record.get("resp_pkts")),
         fwd_bytes=_number(record.get("orig_bytes")),
         bwd_bytes=_number(record.get("resp_bytes")),

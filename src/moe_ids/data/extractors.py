@@ -215,7 +215,8 @@ def _record_rules(available: dict[str, str], reason: str) -> dict[str, Rule]:
 
 
 _ZEEK_AVAILABLE = {
-    "Flow Duration": "duration (s) x 1e6", "Total Fwd Packets": "orig_pkts", "Total Backward Packets": "resp_pkts",
+    "Flow Duration": "duration (s) x 1e6; unset (-) is 0 when the packet counts are logged: Zeek writes duration "
+                     "only when it is > 0", "Total Fwd Packets": "orig_pkts", "Total Backward Packets": "resp_pkts",
     "Total Length of Fwd Packets": "orig_bytes (payload)", "Total Length of Bwd Packets": "resp_bytes (payload)",
     "Flow Bytes/s": "(orig_bytes + resp_bytes) / duration", "Flow Packets/s": "packets / duration",
     "Fwd Packets/s": "orig_pkts / duration", "Bwd Packets/s": "resp_pkts / duration",

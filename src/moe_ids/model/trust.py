@@ -51,9 +51,9 @@ KMEANS_ITERATIONS = 25
 # what was observed, so a flow with nothing observed sat at distance 0 and was trusted at 1.0 with the model's
 # prior as its verdict; held-out flows with 96% / 99% of their features removed (at most three / one observed)
 # scored macro-F1 0.81 / 0.67 with 0.2% / 0% flagged (README, "Trust score"). Why four: the CICFlowMeter family
-# and NFStream deliver dozens, Suricata at least four for any flow (duration, both packet counts and their
-# ratio); three or fewer is a Zeek record of a lone packet (duration and byte counts "-": three features from its
-# two packet counts), a producer that left out what its sensor knows, or a file of another layout read by name.
+# and NFStream deliver dozens, Suricata and Zeek at least four for any flow (duration, both packet counts and
+# their ratio; moe_ids.client.zeek reads a lone packet's unset duration as the 0 it is), so three or fewer is a
+# producer that left out what its sensor knows, or a file of another layout read by name.
 MIN_OBSERVED = 4
 
 
