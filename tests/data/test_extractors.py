@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from moe_ids.cli.score import format_summary
 from moe_ids.client import from_suricata_flow, from_zeek_conn
 from moe_ids.client.errors import InvalidInputError
 from moe_ids.client.features import encode_frame
+from moe_ids.client.flow_files import read_flow_file
 from moe_ids.core.schema import FEATURE_NAMES
 from moe_ids.data import extractors
 from moe_ids.data.loading import bundled_data_dir, frame_to_features, load_flows
@@ -155,3 +157,28 @@ def test_record_profiles_are_refused_for_columns() -> None:
 
 def test_docs_are_generated_from_the_profiles() -> None:
     assert (ROOT / "docs" / "extractors.md").read_text() == extractors.docs_markdown()
+
+
+def test_a_cleaned_original_table_is_read_in_the_models_semantics_and_said_so(tmp_path) -> None:
+    original = pd.read_csv(ROOT / "data" / "cicids2017-original" / "machinelearningcve_stratified12k.csv.gz",
+                           nrows=50, low_memory=False)
+    original.columns = [c.strip() for c in original.columns]
+    assert extractors.detect(original.columns) == "cicids2017-original"
+    assert extractors.detection_note(original.columns) is None
+    # what cleaned re-publications drop: the duplicated Fwd Header Length and the constant-zero bulk columns
+    cleaned = original.drop(columns=["Fwd Header Length.1", *[c for c in original.columns if "Bulk" in c]])
+    assert extractors.detect(cleaned.columns) == "cicflowmeter"
+    assert "--extractor cicids2017-original" in extractors.detection_note(cleaned.columns)
+    corrected = pd.read_csv(ROOT / "data" / "cicids2017-improved" / "flows.csv.gz", nrows=5)
+    assert extractors.detection_note(corrected.columns) is None
+    assert extractors.detection_note(["Flow Duration", "Total Fwd Packets"]) is None  # a hand-made table
+
+    path = tmp_path / "cleaned.csv"
+    cleaned.to_csv(path, index=False)
+    detected: dict = {"flows": 50, "attacks": 0, "families": {}, "retries": 0, "output": "o.csv"}
+    list(read_flow_file(path, counts=detected))
+    assert detected["extractor"] == "cicflowmeter" and "cicids2017-original" in detected["extractor_note"]
+    assert "pass --extractor cicids2017-original" in format_summary(detected)  # moe-ids score's summary
+    named: dict = {}
+    list(read_flow_file(path, "cicids2017-original", counts=named))
+    assert named["extractor"] == "cicids2017-original" and "extractor_note" not in named

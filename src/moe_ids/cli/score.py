@@ -162,6 +162,8 @@ def format_summary(counts: dict[str, Any]) -> str:
     lines = [f"scored {flows} flows in {seconds:.1f} s ({flows / seconds if seconds > 0 else 0:,.0f} flows/s) "
              f"-> {counts['output']}",
              f"extractor: {counts.get('extractor', 'cicflowmeter')}; attacks: {attacks} ({share:.1%})"]
+    if counts.get("extractor_note"):
+        lines.append(f"  {counts['extractor_note']}")
     if counts.get("out_of_distribution"):
         ood = counts["out_of_distribution"]
         lines.append(f"out-of-distribution: {ood} ({ood / flows if flows else 0:.1%}) flows unlike the training data")

@@ -38,8 +38,9 @@ def file_kind(path: Path, extractor: str | None = AUTO) -> str | None:
 
 def read_flow_file(path: Path, extractor: str | None = AUTO, chunk_rows: int = 16384,
                    counts: dict[str, Any] | None = None) -> Iterator[Chunk]:
-    """The file's chunks; ``counts`` receives ``extractor``, ``skipped_events`` (non-flow sensor events) and
-    ``skipped_header_rows`` (a CSV's repeated header lines)."""
+    """The file's chunks; ``counts`` receives ``extractor`` (and ``extractor_note`` where its detection needs a
+    word), ``skipped_events`` (non-flow sensor events) and ``skipped_header_rows`` (a CSV's repeated header
+    lines)."""
     counts = counts if counts is not None else {}
     kind = file_kind(path, extractor)
     if kind is not None:
@@ -55,6 +56,8 @@ def _csv_chunks(path: Path, extractor: str | None, chunk_rows: int, counts: dict
     header = read_header(path)
     profile = extractors.resolve(extractor, header)
     counts["extractor"] = profile.name
+    if extractor in (None, AUTO) and (note := extractors.detection_note(header)):
+        counts["extractor_note"] = note
     carried = [c for c in header if normalize_name(c) in IDENTIFIER_COLUMNS | CARRIED]
     label_col = next((c for c in carried if normalize_name(c) == "label"), None)
     for chunk in read_chunks(path, chunk_rows):

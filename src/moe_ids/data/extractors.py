@@ -346,6 +346,20 @@ def detect(columns: Iterable[object]) -> str:
     return DEFAULT_PROFILE
 
 
+def detection_note(columns: Iterable[object]) -> str | None:
+    """What to tell a user whose table ``detect`` read in the model's semantics only for want of a mark: the
+    original CIC-IDS2017 spelling (the model's canonical names, ``Init_Win_bytes_forward``) without the duplicated
+    ``Fwd Header Length`` or the V3 bulk columns. A cleaned re-publication of the original CSVs drops exactly
+    those, and then its CICFlowMeter-V3 flag columns (0/1, not counts) would be read as counts; a table written
+    in the model's own semantics by hand looks the same, so it is said, not guessed."""
+    norm = {normalize_name(str(c).strip()) for c in columns}
+    if detect(columns) != DEFAULT_PROFILE or norm & _CORRECTED_SIGNATURE or "init_win_bytes_forward" not in norm:
+        return None
+    return ("the columns use the original CIC-IDS2017 names without the original files' marks (the duplicated Fwd "
+            "Header Length, the bulk columns), so they were read in the model's own semantics (CICFlowMeter 4); if "
+            "the file comes from the original CIC-IDS2017 / CIC-DDoS2019 CSVs, pass --extractor cicids2017-original")
+
+
 def resolve(name: str | None, columns: Iterable[object]) -> ExtractorProfile:
     """The named profile, or the detected one for ``None`` / ``auto``; record-based profiles need records."""
     chosen = detect(columns) if name in (None, AUTO) else name

@@ -18,8 +18,11 @@ import pandas as pd
 from moe_ids.core import artifacts
 from moe_ids.core.labels import FAMILIES, attempted_mask, encode
 from moe_ids.core.preprocessing import Preprocessor
+from moe_ids.data import extractors
 from moe_ids.data.corpus import Corpus, file_sha256, load_corpus, model_split, split_indices
+from moe_ids.data.extractors import AUTO
 from moe_ids.data.loading import load_flows
+from moe_ids.data.tables import read_header
 from moe_ids.model.metrics import binary_report, expected_calibration_error, family_macro_f1, recall_per_label
 
 DEFAULT_MISSING = (0.0, 0.25, 0.5, 0.75)
@@ -88,7 +91,10 @@ def _external_set(data: Path, extractor: str | None, label: str | None) -> EvalS
     ext = Corpus(table.features.to_numpy(np.float64), binary, family,
                  labels.to_numpy(dtype=str), np.full(len(table), data.name), file_sha256(data),
                  np.full(len(table), table.extractor))
-    return EvalSet(ext, f"{data.name}, not used in training ({len(table)} flows, extractor {table.extractor})")
+    description = f"{data.name}, not used in training ({len(table)} flows, extractor {table.extractor})"
+    if extractor in (None, AUTO) and (note := extractors.detection_note(read_header(data))):
+        description += f"\n  {note}"
+    return EvalSet(ext, description)
 
 
 def _sensor_set(path: Path, kind: str, label: str | None = None) -> EvalSet:
