@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-# Train and export the default model when it is missing (about a minute on 2 cores).
+# Train and export the default model when it is missing (about 7 minutes on 2 cores).
 model: $(MODEL_DIR)/model.onnx
 
 $(MODEL_DIR)/metadata.json: | $(STAMP)

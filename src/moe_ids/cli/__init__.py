@@ -39,7 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# commands that train models (evaluate: its baseline and --leave-one-out): their kernels are pinned before any
+# command module loads numpy, since numpy's OpenBLAS reads its setting once, at load (moe_ids.model.numerics)
+TRAINING_COMMANDS = frozenset({"train", "evaluate"})
+
+
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in TRAINING_COMMANDS:
+        from moe_ids.model.numerics import pin_environment
+
+        for problem in pin_environment():
+            print(f"moe-ids: numerics: {problem}", file=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
