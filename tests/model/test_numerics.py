@@ -62,8 +62,11 @@ def test_a_value_set_by_the_caller_wins_and_is_reported(monkeypatch):
 
 
 def test_libraries_loaded_before_the_pins_are_reported(monkeypatch):
+    import numpy  # noqa: F401 - loaded, as in any process that trains in-process
+    import torch  # noqa: F401
+
     _unset(monkeypatch, *numerics.PINNED_ENVIRONMENT, numerics.NATIVE_SWITCH)
-    problems = numerics.check()  # this test process loaded torch and numpy long ago
+    problems = numerics.check()
     assert any(p.startswith("torch was loaded before ATEN_CPU_CAPABILITY") for p in problems)
     assert any(p.startswith("numpy was loaded before OPENBLAS_CORETYPE") for p in problems)
 

@@ -137,8 +137,12 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
     first)."""
     for problem in numerics.check():
         log(f"numerics: {problem}")
-    with torch.backends.mkldnn.flags(enabled=numerics.native_requested()):
+    onednn = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = numerics.native_requested()
+    try:
         return _train(output_dir, config or TrainConfig(), data, log)
+    finally:
+        torch.backends.mkldnn.enabled = onednn
 
 
 def _train(output_dir: Path, cfg: TrainConfig, data: list[Path] | None, log) -> dict:
