@@ -283,7 +283,7 @@ def calibrate_trust(model: MixtureOfExperts, pre: Preprocessor, train_set: Corpu
     input_knots = trust_mod.quantile_knots(val_in, n_knots)
     val_out = predict_numpy(model, pre, val_set.features)  # the probabilities do not depend on the buffers
     sensitivity = trust_mod.host_sensitivity(val_out["probabilities"], val_out["host_free"])
-    host_knots = trust_mod.quantile_knots(sensitivity, n_knots, min_gap=trust_mod.HOST_NOISE)
+    host_knots = trust_mod.quantile_knots(sensitivity, n_knots)
     p_embedding, p_input = trust_mod.trust_from_knots(val_d, knots), trust_mod.trust_from_knots(val_in, input_knots)
     p_host = trust_mod.trust_from_knots(sensitivity, host_knots)
     combination = trust_mod.fit_combination(p_embedding, p_input, p_host, n_knots)

@@ -88,19 +88,12 @@ def min_distance(embeddings: np.ndarray, whitening: np.ndarray, centers: np.ndar
     return ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2).min(axis=1)
 
 
-def quantile_knots(distances: np.ndarray, knots: int, min_gap: float | None = None) -> np.ndarray:
-    """``knots + 1`` distance quantiles at levels 0, 1/knots, ..., 1, at least ``min_gap`` apart.
-
-    Why a gap: quantiles tie where many calibration values are equal (the host view's move is exactly 0 for most
-    lab flows), and the interpolation would divide by zero there. Why a gap of the statistic's own resolution
-    (``HOST_NOISE`` for the host view) rather than a hair: across a tie the p-value falls by one knot's share per
-    gap, so with ties 1e-7 apart a float32 difference of 1e-6 between ONNX Runtime and PyTorch moved a flow's
-    trust by 0.003 (one held-out flow in 21,456, past the export check's 0.001). Only tied and crowded knots move:
-    each is raised to its predecessor plus the gap where it sat closer."""
+def quantile_knots(distances: np.ndarray, knots: int) -> np.ndarray:
+    """``knots + 1`` strictly increasing distance quantiles at levels 0, 1/knots, ..., 1."""
     q = np.quantile(np.asarray(distances, dtype=np.float64), np.linspace(0.0, 1.0, knots + 1))
-    gap = max(float(q[-1] - q[0]), 1.0) * 1e-7 if min_gap is None else float(min_gap)
-    offsets = gap * np.arange(len(q))
-    return np.maximum.accumulate(q - offsets) + offsets
+    q = np.maximum.accumulate(q)
+    step = max(float(q[-1] - q[0]), 1.0) * 1e-7
+    return q + step * np.arange(len(q))  # ties would divide by zero in the interpolation
 
 
 def trust_from_knots(distances: np.ndarray, knots: np.ndarray) -> np.ndarray:
