@@ -87,3 +87,26 @@ def test_argmax_flip_counts_only_away_from_a_tie():
     assert verify.compare_outputs(ref, tie_flip, tie_margin=2e-5)[verify.contract.PREDICTED_CLASS] == 0.0
     assert verify.compare_outputs(ref, real_flip, tie_margin=2e-5)[verify.contract.PREDICTED_CLASS] == 1.0
     assert verify.compare_outputs(ref, tie_flip)[verify.contract.PREDICTED_CLASS] == 1.0
+
+
+def test_trust_differences_count_only_away_from_a_host_view_tie():
+    ref = {name: np.zeros((3, verify.contract.OUTPUT_WIDTHS[name]), dtype=np.float32)
+           for name in verify.contract.ONNX_OUTPUTS}
+    ref[verify.contract.TRUST] = np.array([[0.52], [0.30], [0.9]], dtype=np.float32)
+    at_tie = {**ref, verify.contract.TRUST: np.array([[0.515], [0.30], [0.9]], dtype=np.float32),
+              verify.contract.OUT_OF_DISTRIBUTION: np.array([[1], [0], [0]])}
+    elsewhere = {**ref, verify.contract.TRUST: np.array([[0.52], [0.295], [0.9]], dtype=np.float32)}
+    ties = np.array([True, False, False])
+    diffs = verify.compare_outputs(ref, at_tie, alpha=0.015, trust_ties=ties)
+    assert diffs[verify.contract.TRUST] == 0.0 and diffs[verify.contract.OUT_OF_DISTRIBUTION] == 0.0
+    assert verify.compare_outputs(ref, elsewhere, trust_ties=ties)[verify.contract.TRUST] > verify.TRUST_TOLERANCE
+    assert verify.compare_outputs(ref, at_tie)[verify.contract.TRUST] > verify.TRUST_TOLERANCE
+
+
+def test_host_view_ties_are_a_small_share_at_the_floor(exported):
+    from moe_ids.model.trust import HOST_NOISE
+
+    ties = verify.host_view_ties(exported.model_dir, exported.held)
+    assert ties.shape == (len(exported.held),)
+    assert ties.mean() < 0.05, "the neighbourhood of two thresholds, not the held-out flows at large"
+    assert verify.HOST_TIE_MARGIN < HOST_NOISE
