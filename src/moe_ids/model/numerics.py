@@ -43,8 +43,8 @@ def native_requested() -> bool:
 
 
 def pin_environment() -> list[str]:
-    """Set the pinned kernels for this process and its children (``moe-ids train`` and ``evaluate`` do, before
-    anything loads numpy); what could not take effect, as ``check`` tells it."""
+    """Set the pinned kernels for this process and its children (``moe-ids train``, ``evaluate`` and
+    ``importance`` do, before anything loads numpy); what could not take effect, as ``check`` tells it."""
     if native_requested():
         return []
     for name, value in PINNED_ENVIRONMENT.items():
