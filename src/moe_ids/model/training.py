@@ -1,9 +1,10 @@
-"""Training the MoE: deterministic, class-weighted, robust to missing features, with early stopping.
+"""Training the MoE: deterministic on any machine (``numerics``), class-weighted, robust to missing features.
 
 Robustness to absent features is learnt, not hoped for: each training row loses a random fraction of its
 features (none for some rows, up to 90% for others) and is imputed with a randomly chosen strategy, through
 the very ``Preprocessor`` that serving uses. Validation scores the model at 0%, 50% and 75% missing, and the
-best epoch on their mean is kept.
+best epoch on their mean is kept (``patience`` stale epochs end training early; by default the whole schedule
+runs).
 """
 
 from __future__ import annotations
