@@ -145,7 +145,7 @@ def host_view_ties(model_dir: Path, held: HeldOut) -> np.ndarray:
     8e-5). Both answers are right for a move that small, as both classes are for probabilities at 0.5."""
     import torch
 
-    from moe_ids.model.trust import HOST_NOISE, attack_move
+    from moe_ids.model.trust import attack_move
 
     model = artifacts.load_model(model_dir)
     moves = []
@@ -154,8 +154,16 @@ def host_view_ties(model_dir: Path, held: HeldOut) -> np.ndarray:
             out = model.verdicts(*(torch.from_numpy(a[s:s + BATCH]) for a in held.inputs))
             moves.append(attack_move(out["probabilities"].numpy(), out["host_free"].numpy()))
     move = np.concatenate(moves) if moves else np.zeros(0)
-    thresholds = (HOST_NOISE, float(model.trust.host_change))
-    return np.any([np.abs(move - t) <= HOST_TIE_MARGIN for t in thresholds], axis=0)
+    return at_host_thresholds(move, float(model.trust.host_change))
+
+
+def at_host_thresholds(move: np.ndarray, host_change: float) -> np.ndarray:
+    """Which attack-probability moves (``trust.attack_move``) are within ``HOST_TIE_MARGIN`` of ``HOST_NOISE`` or
+    of the model's ``host_change``: the flows ``host_view_ties`` leaves out of the trust comparisons."""
+    from moe_ids.model.trust import HOST_NOISE
+
+    move = np.asarray(move, dtype=np.float64).reshape(-1)
+    return (np.abs(move - HOST_NOISE) <= HOST_TIE_MARGIN) | (np.abs(move - host_change) <= HOST_TIE_MARGIN)
 
 
 def compare_outputs(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
