@@ -139,7 +139,7 @@ def train(output_dir: Path, config: TrainConfig | None = None, data: list[Path] 
     for problem in numerics.check():
         log(f"numerics: {problem}")
     onednn = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = numerics.native_requested()
+    torch.backends.mkldnn.enabled = onednn and numerics.native_requested()
     try:
         return _train(output_dir, config or TrainConfig(), data, log)
     finally:
