@@ -185,13 +185,12 @@ def compare_outputs(reference: dict[str, np.ndarray], candidate: dict[str, np.nd
             probs = reference[contract.PROBABILITIES]
             decided = np.abs(probs[:, 1] - probs[:, 0]) > tie_margin
             ref, cand = ref[decided], cand[decided]
-        if name in (contract.TRUST, contract.OUT_OF_DISTRIBUTION) and trust_ties is not None:
-            decided = ~np.asarray(trust_ties, dtype=bool).reshape(-1)
+        if name in (contract.TRUST, contract.OUT_OF_DISTRIBUTION):
+            decided = np.ones(len(ref), dtype=bool)
+            if trust_ties is not None:
+                decided &= ~np.asarray(trust_ties, dtype=bool).reshape(-1)
             if name == contract.OUT_OF_DISTRIBUTION and alpha is not None:
                 decided &= np.abs(reference[contract.TRUST].reshape(-1) - alpha) > TRUST_TOLERANCE
-            ref, cand = ref[decided], cand[decided]
-        elif name == contract.OUT_OF_DISTRIBUTION and alpha is not None:
-            decided = np.abs(reference[contract.TRUST].reshape(-1) - alpha) > TRUST_TOLERANCE
             ref, cand = ref[decided], cand[decided]
         out[name] = float(np.max(np.abs(ref.astype(np.float64) - cand.astype(np.float64)))) if ref.size else 0.0
     return out
